@@ -1,0 +1,7 @@
+"""mlwarden: secure a model across its life."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,19 @@
+"""Attacks against models, one per module, all behind :class:`~mlwarden.attacks.base.Attack`."""
+
+from mlwarden.attacks.base import Attack, AttackResult
+from mlwarden.attacks.evasion import FGSM, PGD, SquareAttack
+from mlwarden.attacks.registry import attack_names, get_attack, register
+
+for _cls in (FGSM, PGD, SquareAttack):
+    register(_cls.name, _cls)
+
+__all__ = [
+    "FGSM",
+    "PGD",
+    "Attack",
+    "AttackResult",
+    "SquareAttack",
+    "attack_names",
+    "get_attack",
+    "register",
+]

@@ -1,0 +1,7 @@
+"""Evasion attacks: perturb inputs within an ε-ball to change the model's decision."""
+
+from mlwarden.attacks.evasion.fgsm import FGSM
+from mlwarden.attacks.evasion.pgd import PGD
+from mlwarden.attacks.evasion.square import SquareAttack
+
+__all__ = ["FGSM", "PGD", "SquareAttack"]

@@ -1,0 +1,100 @@
+"""The validated in-memory dataset every mlwarden check consumes."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from mlwarden.errors import DataError
+
+__all__ = ["Dataset", "validate_arrays"]
+
+DataKind = Literal["image", "tabular"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Inputs ``x`` (float32, ``(n, *input_shape)``) with integer labels ``y`` in ``[0, n_classes)``.
+
+    ``clip_range`` is the valid range of every feature; attacks stay inside it. ``kind`` tells
+    reports whether samples can be drawn as images.
+    """
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    n_classes: int
+    clip_range: tuple[float, float] = (0.0, 1.0)
+    kind: DataKind = "tabular"
+    feature_names: tuple[str, ...] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        validate_arrays(self.x, self.y, n_classes=self.n_classes, source=self.name)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input."""
+        return tuple(int(d) for d in self.x.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def digest(self) -> str:
+        """SHA-256 over inputs and labels: identifies exactly which data a result came from."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.x).tobytes())
+        h.update(np.ascontiguousarray(self.y).tobytes())
+        return h.hexdigest()
+
+    def subset(self, indices: np.ndarray, name: str | None = None) -> Dataset:
+        """The samples at ``indices``."""
+        return Dataset(
+            name=name or self.name,
+            x=self.x[indices],
+            y=self.y[indices],
+            n_classes=self.n_classes,
+            clip_range=self.clip_range,
+            kind=self.kind,
+            feature_names=self.feature_names,
+        )
+
+    def sample(self, max_samples: int | None, seed: int) -> Dataset:
+        """At most ``max_samples`` samples, drawn without replacement with ``seed``."""
+        if max_samples is None or max_samples >= len(self):
+            return self
+        rng = np.random.default_rng(seed)
+        indices = np.sort(rng.choice(len(self), size=max_samples, replace=False))
+        return self.subset(indices)
+
+
+def validate_arrays(x: np.ndarray, y: np.ndarray, *, n_classes: int, source: str) -> None:
+    """Raise :class:`DataError` naming ``source`` if ``x``/``y`` cannot be used as a dataset."""
+    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+        raise DataError(f"{source}: x and y must be NumPy arrays")
+    if x.dtype != np.float32:
+        raise DataError(f"{source}: x must be float32 after loading, got {x.dtype}")
+    if x.ndim < 2:
+        raise DataError(f"{source}: x must have a batch dimension, got shape {x.shape}")
+    if y.ndim != 1:
+        raise DataError(f"{source}: y must be one label per sample (1-D), got shape {y.shape}")
+    if len(x) != len(y):
+        raise DataError(f"{source}: x has {len(x)} samples but y has {len(y)} labels")
+    if len(x) == 0:
+        raise DataError(f"{source}: the dataset is empty")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{source}: labels must be integers, got {y.dtype}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DataError(
+            f"{source}: x contains {int(bad.sum())} NaN/inf values (first at index {first}); "
+            "impute or drop them before assessing"
+        )
+    if y.min() < 0 or y.max() >= n_classes:
+        raise DataError(
+            f"{source}: labels must lie in [0, {n_classes - 1}], got values from {int(y.min())} "
+            f"to {int(y.max())}"
+        )

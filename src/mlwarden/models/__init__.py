@@ -1,0 +1,14 @@
+"""Models under test: the classifier interface, framework adapters, safe loading and the zoo."""
+
+from mlwarden.models.base import Classifier, DifferentiableClassifier
+from mlwarden.models.loading import load_model
+from mlwarden.models.sklearn import SklearnClassifier
+from mlwarden.models.torch import TorchClassifier
+
+__all__ = [
+    "Classifier",
+    "DifferentiableClassifier",
+    "SklearnClassifier",
+    "TorchClassifier",
+    "load_model",
+]

@@ -1,0 +1,225 @@
+"""Load a model from a file without ever unpickling untrusted data.
+
+Accepted formats, chosen because loading them cannot run arbitrary Python code:
+
+* ``.pt2``: a ``torch.export`` program (``torch.export.save``);
+* ``.pt`` / ``.ts`` / ``.torchscript``: a TorchScript archive (``torch.jit.save``);
+* ``.skops``: a scikit-learn estimator saved with ``skops.io.dump``; only scikit-learn, NumPy and
+  SciPy types are trusted;
+* ``.onnx``: an ONNX graph run by ONNX Runtime.
+
+Raw pickles (``.pkl``, ``.pickle``, ``.joblib``, ``torch.save`` checkpoints) are refused with an
+:class:`~mlwarden.errors.UnsafeModelError` explaining what to export instead.
+
+A sidecar file ``<model>.mlwarden.json`` may describe the model (``input_shape``,
+``n_classes``, ``clip_range``) and how it was made; values given to :func:`load_model` win.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlwarden.errors import ModelError, UnsafeModelError
+from mlwarden.models.base import Classifier, ModelInfo
+
+__all__ = ["SIDECAR_SUFFIX", "load_model", "read_sidecar", "sha256_file"]
+
+logger = logging.getLogger(__name__)
+
+SIDECAR_SUFFIX = ".mlwarden.json"
+_PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib", ".sav", ".dill", ".pth", ".ckpt", ".bin"}
+_TORCHSCRIPT_SUFFIXES = {".pt", ".ts", ".torchscript"}
+_TRUSTED_SKOPS_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+_UNSAFE_ADVICE = (
+    "Pickle-based files can run arbitrary code when loaded, so mlwarden never loads them. "
+    "Export PyTorch models with torch.export.save (.pt2) or torch.jit.save (.pt), "
+    "scikit-learn models with skops.io.dump (.skops), or convert to ONNX (.onnx)."
+)
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """The metadata stored beside a model file, or ``{}`` if there is none."""
+    sidecar = Path(str(path) + SIDECAR_SUFFIX)
+    if not sidecar.exists():
+        return {}
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{sidecar}: unreadable model metadata ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{sidecar}: model metadata must be a JSON object")
+    return data
+
+
+def load_model(
+    spec: str | Path,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    n_classes: int | None = None,
+    clip_range: tuple[float, float] | None = None,
+    device: str = "cpu",
+) -> Classifier:
+    """Load the model named by ``spec`` (a path or ``zoo:NAME``) as a :class:`Classifier`.
+
+    Raises
+    ------
+    UnsafeModelError
+        The file is a pickle (or a ``torch.save`` checkpoint) that could execute code.
+    ModelError
+        The file is missing, unreadable, or its shape/classes cannot be determined.
+    """
+    text = str(spec)
+    if text.startswith("zoo:"):
+        from mlwarden.models.zoo import load_zoo_model
+
+        return load_zoo_model(text[4:], device=device)
+    path = Path(text)
+    if not path.exists():
+        raise ModelError(f"model file {text!r} does not exist (or use zoo:digits-cnn)")
+    if path.is_dir():
+        raise ModelError(f"model path {text!r} is a directory; give the model file itself")
+    meta = read_sidecar(path)
+    shape = input_shape or _tuple(meta.get("input_shape"))
+    if shape is None:
+        raise ModelError(
+            f"{path}: the input shape is unknown; pass data to infer it or write "
+            f"{path.name}{SIDECAR_SUFFIX} with an input_shape"
+        )
+    classes = n_classes or meta.get("n_classes")
+    rng = clip_range or _tuple(meta.get("clip_range")) or (0.0, 1.0)
+    suffix = path.suffix.lower()
+
+    if suffix in _PICKLE_SUFFIXES:
+        raise UnsafeModelError(f"refusing to load {path.name}: {_UNSAFE_ADVICE}")
+    if suffix == ".pt2" or suffix in _TORCHSCRIPT_SUFFIXES:
+        classifier: Classifier = _load_torch(path, suffix, shape, classes, rng, device)
+    elif suffix == ".skops":
+        classifier = _load_skops(path, shape, classes, rng)
+    elif suffix == ".onnx":
+        from mlwarden.models.onnx import OnnxClassifier
+
+        if classes is None:
+            classes = _probe_onnx_classes(path, shape)
+        classifier = OnnxClassifier(path, input_shape=shape, n_classes=int(classes), clip_range=rng)
+    else:
+        raise ModelError(
+            f"unsupported model format {suffix or '(no extension)'!r} for {path.name}; "
+            "use .pt2 (torch.export), .pt (TorchScript), .skops or .onnx"
+        )
+    classifier.info = ModelInfo(
+        path=str(path),
+        format=suffix.lstrip("."),
+        sha256=sha256_file(path),
+        name=meta.get("name", path.stem),
+        metadata=meta,
+    )
+    return classifier
+
+
+def _tuple(value: Any) -> tuple[Any, ...] | None:
+    return tuple(value) if isinstance(value, (list, tuple)) else None
+
+
+def _zip_names(path: Path) -> list[str] | None:
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except zipfile.BadZipFile:
+        return None
+
+
+def _load_torch(
+    path: Path,
+    suffix: str,
+    shape: tuple[int, ...],
+    n_classes: int | None,
+    clip_range: tuple[float, float],
+    device: str,
+) -> Classifier:
+    import torch
+
+    from mlwarden.models.torch import TorchClassifier
+
+    names = _zip_names(path)
+    if names is None:
+        raise UnsafeModelError(
+            f"refusing to load {path.name}: it is not a zip archive, so it is a legacy "
+            f"torch.save pickle (or not a PyTorch model). {_UNSAFE_ADVICE}"
+        )
+    is_export = any(n.endswith("archive_format") or "/models/" in n for n in names)
+    is_script = any("/code/" in n for n in names)
+    if not (is_export or is_script):
+        raise UnsafeModelError(
+            f"refusing to load {path.name}: it is a torch.save checkpoint (pickled state), not "
+            f"an exported program. {_UNSAFE_ADVICE}"
+        )
+    try:
+        if is_export:
+            module = torch.export.load(str(path)).module()
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(path), map_location=device)
+    except Exception as exc:  # torch raises many untyped errors for damaged archives
+        raise ModelError(f"{path.name}: cannot load the PyTorch program ({exc})") from exc
+    if n_classes is None:
+        with torch.no_grad():
+            out = module(torch.zeros((2, *shape), dtype=torch.float32))
+        n_classes = int(out.shape[-1])
+    return TorchClassifier(
+        module, input_shape=shape, n_classes=int(n_classes), clip_range=clip_range, device=device
+    )
+
+
+def _load_skops(
+    path: Path, shape: tuple[int, ...], n_classes: int | None, clip_range: tuple[float, float]
+) -> Classifier:
+    import skops.io as sio
+
+    from mlwarden.models.sklearn import SklearnClassifier
+
+    try:
+        untrusted = sio.get_untrusted_types(file=str(path))
+    except Exception as exc:  # skops raises a variety of errors for bad archives
+        raise ModelError(f"{path.name}: not a valid skops file ({exc})") from exc
+    refused = [t for t in untrusted if not t.startswith(_TRUSTED_SKOPS_MODULES)]
+    if refused:
+        raise UnsafeModelError(
+            f"refusing to load {path.name}: it contains types outside scikit-learn, NumPy and "
+            f"SciPy that could run code: {sorted(refused)}"
+        )
+    try:
+        estimator = sio.load(str(path), trusted=list(untrusted))
+    except Exception as exc:
+        raise ModelError(f"{path.name}: cannot load the skops file ({exc})") from exc
+    return SklearnClassifier(estimator, input_shape=shape, n_classes=n_classes, clip_range=clip_range)
+
+
+def _probe_onnx_classes(path: Path, shape: tuple[int, ...]) -> int:
+    from mlwarden.models.onnx import OnnxClassifier
+
+    probe = OnnxClassifier(path, input_shape=shape, n_classes=2, output="probabilities")
+    outputs = probe.session.run(None, {probe._input_name: np.zeros((1, *shape), np.float32)})
+    widths = [o.shape[1] for o in outputs if isinstance(o, np.ndarray) and o.ndim == 2]
+    if not widths:
+        raise ModelError(f"{path.name}: the ONNX model has no 2-D output of class scores")
+    return int(widths[-1])
