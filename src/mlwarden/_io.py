@@ -23,6 +23,9 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[Path], Non
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         writer(tmp)
         with open(tmp, "rb+") as fh:

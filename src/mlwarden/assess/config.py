@@ -1,0 +1,236 @@
+"""The assessment configuration (YAML) and policy gates.
+
+Example ``assess.yaml``::
+
+    seed: 0
+    epsilons: [0.02, 0.05, 0.1]   # perturbation budgets, in input units
+    norm: linf                    # linf or l2
+    attacks: [fgsm, pgd, square]  # gradient attacks are skipped for black-box models
+    max_samples: 500              # evaluate on at most this many samples (seeded draw)
+    batch_size: 256
+    examples: 8                   # adversarial examples drawn in the HTML report
+    attack_params:
+      pgd: {steps: 20, restarts: 1}
+      square: {queries: 500, p_init: 0.05}
+    policy:
+      fail_under:
+        clean_accuracy: 0.9
+        robust_accuracy@0.05: 0.6
+
+A gate ``metric: threshold`` fails when the measured metric is below the threshold. Metrics are
+``clean_accuracy`` and ``robust_accuracy@EPS`` (the worst accuracy over all attacks at ε=EPS);
+``robust_accuracy[ATTACK]@EPS`` gates one attack.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlwarden.errors import ConfigError
+
+__all__ = ["DEFAULT_ATTACKS", "AssessConfig", "Gate", "load_config", "parse_gate"]
+
+DEFAULT_ATTACKS = ("fgsm", "pgd", "square")
+_METRIC = re.compile(
+    r"^(?P<name>clean_accuracy|robust_accuracy)(\[(?P<attack>[a-z0-9_-]+)\])?(@(?P<eps>[0-9.eE+-]+))?$"
+)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A policy gate: ``metric`` must be at least ``threshold``."""
+
+    metric: str
+    threshold: float
+    source: str = "config"
+
+    @property
+    def eps(self) -> float | None:
+        """The ε the metric refers to, if any."""
+        match = _METRIC.match(self.metric)
+        assert match is not None
+        return float(match["eps"]) if match["eps"] else None
+
+    @property
+    def attack(self) -> str | None:
+        """The attack the metric refers to, if any."""
+        match = _METRIC.match(self.metric)
+        assert match is not None
+        return match["attack"]
+
+
+def _check_metric(metric: str, threshold: Any, source: str) -> Gate:
+    match = _METRIC.match(metric)
+    if match is None:
+        raise ConfigError(
+            f"{source}: unknown gate metric {metric!r}; use clean_accuracy, robust_accuracy@EPS "
+            "or robust_accuracy[ATTACK]@EPS (e.g. robust_accuracy@0.1=0.6)"
+        )
+    if match["name"] == "robust_accuracy" and not match["eps"]:
+        raise ConfigError(f"{source}: {metric!r} needs an epsilon, e.g. robust_accuracy@0.1")
+    if match["name"] == "clean_accuracy" and (match["eps"] or match["attack"]):
+        raise ConfigError(f"{source}: clean_accuracy takes no @EPS or [ATTACK], got {metric!r}")
+    if match["eps"]:
+        try:
+            eps = float(match["eps"])
+        except ValueError:
+            raise ConfigError(f"{source}: bad epsilon in {metric!r}") from None
+        if not math.isfinite(eps) or eps < 0:
+            raise ConfigError(f"{source}: epsilon in {metric!r} must be >= 0")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise ConfigError(f"{source}: threshold for {metric!r} must be a number, got {threshold!r}")
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ConfigError(f"{source}: threshold for {metric!r} must be in [0, 1], got {threshold}")
+    return Gate(metric=metric, threshold=float(threshold), source=source)
+
+
+def parse_gate(text: str) -> Gate:
+    """Parse a ``--fail-under`` value such as ``robust_accuracy@0.1=0.6``."""
+    metric, sep, value = text.partition("=")
+    if not sep:
+        raise ConfigError(
+            f"--fail-under {text!r}: expected METRIC=THRESHOLD, e.g. robust_accuracy@0.1=0.6"
+        )
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise ConfigError(f"--fail-under {text!r}: threshold {value!r} is not a number") from None
+    return _check_metric(metric.strip(), threshold, "--fail-under")
+
+
+@dataclass
+class AssessConfig:
+    """Validated assessment settings; see the module docstring for the YAML form."""
+
+    seed: int = 0
+    epsilons: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1])
+    norm: str = "linf"
+    attacks: list[str] | None = None
+    attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_samples: int | None = 500
+    batch_size: int = 256
+    examples: int = 8
+    clip_range: list[float] | None = None
+    gates: list[Gate] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        from mlwarden.attacks import attack_names, get_attack
+
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.epsilons, list) or not self.epsilons:
+            raise ConfigError(f"epsilons must be a non-empty list of numbers, got {self.epsilons!r}")
+        for eps in self.epsilons:
+            if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
+                raise ConfigError(f"epsilons must be finite numbers > 0, got {eps!r}")
+        self.epsilons = sorted({float(e) for e in self.epsilons})
+        if self.norm not in ("linf", "l2"):
+            raise ConfigError(f"norm must be linf or l2, got {self.norm!r}")
+        if self.attacks is not None:
+            if not isinstance(self.attacks, list) or not self.attacks:
+                raise ConfigError(f"attacks must be a non-empty list, got {self.attacks!r}")
+            for name in self.attacks:
+                get_attack(name)
+        if not isinstance(self.attack_params, dict):
+            raise ConfigError("attack_params must map attack names to parameter mappings")
+        for name, params in self.attack_params.items():
+            if name not in attack_names():
+                raise ConfigError(
+                    f"attack_params: unknown attack {name!r}; choose from {attack_names()}"
+                )
+            if not isinstance(params, dict):
+                raise ConfigError(f"attack_params.{name} must be a mapping, got {params!r}")
+            reserved = {"eps", "norm", "seed", "targeted"} & set(params)
+            if reserved:
+                raise ConfigError(
+                    f"attack_params.{name}: {sorted(reserved)} are set by the assessment "
+                    "(use epsilons, norm, seed at the top level)"
+                )
+        if self.max_samples is not None and (
+            isinstance(self.max_samples, bool) or not isinstance(self.max_samples, int) or self.max_samples < 1
+        ):
+            raise ConfigError(f"max_samples must be a positive integer or null, got {self.max_samples!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if isinstance(self.examples, bool) or not isinstance(self.examples, int) or self.examples < 0:
+            raise ConfigError(f"examples must be an integer >= 0, got {self.examples!r}")
+        if self.clip_range is not None and (
+            not isinstance(self.clip_range, list)
+            or len(self.clip_range) != 2
+            or not all(isinstance(v, (int, float)) for v in self.clip_range)
+            or not self.clip_range[0] < self.clip_range[1]
+        ):
+            raise ConfigError(f"clip_range must be [low, high] with low < high, got {self.clip_range!r}")
+
+    def with_gates(self, gates: list[Gate]) -> AssessConfig:
+        """A copy with ``gates`` added; the ε of every gate joins the ε grid."""
+        merged = {g.metric: g for g in [*self.gates, *gates]}
+        for gate in merged.values():
+            if gate.attack is not None:
+                from mlwarden.attacks import get_attack
+
+                get_attack(gate.attack)
+        epsilons = sorted({*self.epsilons, *(g.eps for g in merged.values() if g.eps is not None)})
+        values = {**asdict(self), "epsilons": epsilons, "gates": list(merged.values())}
+        return AssessConfig(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as recorded in the report."""
+        values = asdict(self)
+        values["gates"] = [{"metric": g.metric, "threshold": g.threshold, "source": g.source} for g in self.gates]
+        return values
+
+
+_KEYS = {
+    "seed",
+    "epsilons",
+    "norm",
+    "attacks",
+    "attack_params",
+    "max_samples",
+    "batch_size",
+    "examples",
+    "clip_range",
+    "policy",
+}
+
+
+def load_config(path: str | Path | None) -> AssessConfig:
+    """Read and validate an assessment YAML file; ``None`` gives the defaults."""
+    if path is None:
+        return AssessConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if raw is None:
+        return AssessConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {unknown}; allowed: {sorted(_KEYS)}")
+    policy = raw.pop("policy", None) or {}
+    if not isinstance(policy, dict) or set(policy) - {"fail_under"}:
+        raise ConfigError(f"{path}: policy must be a mapping with fail_under: {{METRIC: THRESHOLD}}")
+    fail_under = policy.get("fail_under") or {}
+    if not isinstance(fail_under, dict):
+        raise ConfigError(f"{path}: policy.fail_under must map metrics to thresholds")
+    gates = [_check_metric(str(m), t, f"{path.name}: policy.fail_under") for m, t in fail_under.items()]
+    try:
+        config = AssessConfig(**raw)
+    except TypeError as exc:  # wrong types that dataclass construction trips over
+        raise ConfigError(f"{path}: {exc}") from None
+    return config.with_gates(gates) if gates else config

@@ -1,0 +1,227 @@
+"""The evasion check: every configured attack over the ε grid, as findings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlwarden.assess.config import DEFAULT_ATTACKS, AssessConfig
+from mlwarden.attacks import Attack, AttackResult, get_attack
+from mlwarden.data.dataset import Dataset
+from mlwarden.errors import ConfigError
+from mlwarden.models.base import Classifier
+from mlwarden.report.findings import Finding, Severity
+from mlwarden.report.taxonomy import Taxonomy
+
+__all__ = ["EvasionOutcome", "plan_attacks", "run_evasion", "severity_for"]
+
+_RECOMMENDATION = (
+    "Harden the model with PGD adversarial training (mlwarden harden adversarial) or certify it "
+    "with randomized smoothing; add input detectors at serving time and limit output precision "
+    "to slow down black-box attacks."
+)
+
+
+@dataclass
+class EvasionOutcome:
+    """Findings, metrics and the data a report draws for the evasion check."""
+
+    findings: list[Finding] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    section: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_attacks(config: AssessConfig, classifier: Classifier) -> tuple[list[str], list[str]]:
+    """The attacks to run and, for defaults only, the ones skipped with the reason.
+
+    Explicitly requested attacks that cannot run on this model are a :class:`ConfigError`.
+    """
+    explicit = config.attacks is not None
+    names = list(config.attacks if config.attacks is not None else DEFAULT_ATTACKS)
+    run: list[str] = []
+    skipped: list[str] = []
+    for name in names:
+        cls = get_attack(name)
+        reason = None
+        if cls.needs_gradients and not classifier.differentiable:
+            reason = f"{name} needs gradients and the model is black-box"
+        elif config.norm not in cls.supported_norms:
+            reason = f"{name} supports only {list(cls.supported_norms)}, not norm={config.norm}"
+        if reason is None:
+            run.append(name)
+        elif explicit:
+            raise ConfigError(f"attacks: {reason}; remove it from the config")
+        else:
+            skipped.append(reason)
+    if not run:
+        raise ConfigError("no attack can run on this model with this configuration")
+    return run, skipped
+
+
+def _build(name: str, eps: float, config: AssessConfig) -> Attack:
+    cls = get_attack(name)
+    params = config.attack_params.get(name, {})
+    try:
+        return cls(eps=eps, norm=config.norm, seed=config.seed, batch_size=config.batch_size, **params)  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise ConfigError(f"attack_params.{name}: {exc}") from None
+
+
+def severity_for(clean: float, robust_by_eps: dict[float, float]) -> Severity:
+    """Severity from the robust/clean accuracy ratio (documented in docs/report-schema.md).
+
+    critical: the model loses more than half its accuracy at the smallest ε; high: at the
+    largest ε; medium: more than 20 %; low: more than 5 %; info otherwise.
+    """
+    if clean <= 0:
+        return Severity.HIGH
+    ratios = [robust_by_eps[e] / clean for e in sorted(robust_by_eps)]
+    if ratios[0] < 0.5:
+        return Severity.CRITICAL
+    if ratios[-1] < 0.5:
+        return Severity.HIGH
+    if ratios[-1] < 0.8:
+        return Severity.MEDIUM
+    if ratios[-1] < 0.95:
+        return Severity.LOW
+    return Severity.INFO
+
+
+def run_evasion(
+    classifier: Classifier,
+    data: Dataset,
+    config: AssessConfig,
+    *,
+    clean_predictions: np.ndarray,
+    on_step: Callable[[str], None] | None = None,
+) -> EvasionOutcome:
+    """Run every planned attack at every ε and turn the results into findings."""
+    names, skipped = plan_attacks(config, classifier)
+    clean_accuracy = float((clean_predictions == data.y).mean())
+    outcome = EvasionOutcome()
+    curves: dict[str, list[dict[str, float]]] = {}
+    robust_all = {eps: clean_predictions == data.y for eps in config.epsilons}
+    example_source: tuple[str, AttackResult] | None = None
+
+    for name in names:
+        rows = []
+        for eps in config.epsilons:
+            if on_step:
+                on_step(f"{name} ε={eps:g}")
+            attack = _build(name, eps, config)
+            started = time.perf_counter()
+            result = attack.generate(classifier, data.x, data.y)
+            elapsed = time.perf_counter() - started
+            robust = result.predictions == data.y
+            robust_all[eps] &= robust
+            delta = (result.x_adv - data.x).reshape(len(data.x), -1)
+            norm_values = (
+                np.abs(delta).max(axis=1) if config.norm == "linf" else np.linalg.norm(delta, axis=1)
+            )
+            fooled = ~robust & (clean_predictions == data.y)
+            rows.append(
+                {
+                    "eps": eps,
+                    "robust_accuracy": float(robust.mean()),
+                    "attack_success_rate": float(fooled.sum() / max((clean_predictions == data.y).sum(), 1)),
+                    "mean_queries": float(result.queries.mean()),
+                    "max_perturbation": float(norm_values.max()) if len(norm_values) else 0.0,
+                    "mean_perturbation_fooled": float(norm_values[fooled].mean()) if fooled.any() else 0.0,
+                    "seconds": round(elapsed, 3),
+                }
+            )
+            if eps == config.epsilons[-1] and (
+                example_source is None or result.success.sum() > example_source[1].success.sum()
+            ):
+                example_source = (name, result)
+        curves[name] = rows
+        robust_by_eps = {row["eps"]: row["robust_accuracy"] for row in rows}
+        for eps, value in robust_by_eps.items():
+            outcome.metrics[f"robust_accuracy[{name}]@{eps:g}"] = value
+        outcome.findings.append(_attack_finding(name, clean_accuracy, rows, config))
+
+    for eps in config.epsilons:
+        outcome.metrics[f"robust_accuracy@{eps:g}"] = float(robust_all[eps].mean())
+    worst = {eps: float(robust_all[eps].mean()) for eps in config.epsilons}
+    for reason in skipped:
+        outcome.findings.append(
+            Finding(
+                id="evasion.skipped",
+                check="evasion",
+                title="Attack skipped",
+                summary=f"Skipped: {reason}.",
+                severity=Severity.INFO,
+                metrics={},
+                taxonomy=Taxonomy(nist=("MEASURE 2.3",)),
+                recommendation="Assess a white-box export of the model to run gradient attacks too.",
+            )
+        )
+    outcome.section = {
+        "norm": config.norm,
+        "epsilons": config.epsilons,
+        "clean_accuracy": clean_accuracy,
+        "worst_case_robust_accuracy": [{"eps": e, "robust_accuracy": worst[e]} for e in config.epsilons],
+        "curves": curves,
+        "skipped": skipped,
+        "examples": _examples(data, clean_predictions, example_source, config.examples),
+    }
+    return outcome
+
+
+def _attack_finding(
+    name: str, clean: float, rows: list[dict[str, float]], config: AssessConfig
+) -> Finding:
+    cls = get_attack(name)
+    robust = {row["eps"]: row["robust_accuracy"] for row in rows}
+    severity = severity_for(clean, robust)
+    largest = rows[-1]
+    white_box = cls.needs_gradients
+    summary = (
+        f"{name.upper()} ({config.norm}, {'white-box' if white_box else 'black-box'}) lowers "
+        f"accuracy from {clean:.1%} to {largest['robust_accuracy']:.1%} at ε={largest['eps']:g}"
+        f" ({largest['attack_success_rate']:.1%} of correctly classified inputs fooled, "
+        f"{largest['mean_queries']:.0f} queries per input on average)."
+    )
+    return Finding(
+        id=f"evasion.{name}",
+        check="evasion",
+        title=f"Evasion by {name.upper()} ({config.norm})",
+        summary=summary,
+        severity=severity,
+        metrics={"clean_accuracy": clean, **{f"robust_accuracy@{e:g}": v for e, v in robust.items()}},
+        taxonomy=Taxonomy(
+            atlas=("AML.T0043", "AML.T0043.000" if white_box else "AML.T0043.001", "AML.T0015"),
+            owasp=("ML01:2023",),
+            nist=("MEASURE 2.7", "MANAGE 1.3"),
+        ),
+        recommendation=_RECOMMENDATION,
+        details={"attack": name, "norm": config.norm, "params": config.attack_params.get(name, {}), "curve": rows},
+    )
+
+
+def _examples(
+    data: Dataset,
+    clean_predictions: np.ndarray,
+    source: tuple[str, AttackResult] | None,
+    limit: int,
+) -> dict[str, Any] | None:
+    """A few inputs the strongest attack fooled at the largest ε, for the report's pictures."""
+    if source is None or limit == 0 or data.kind != "image":
+        return None
+    name, result = source
+    fooled = np.nonzero(result.success & (clean_predictions == data.y))[0][:limit]
+    if len(fooled) == 0:
+        return None
+    return {
+        "attack": name,
+        "eps": result.eps,
+        "indices": fooled.tolist(),
+        "labels": data.y[fooled].tolist(),
+        "adversarial_predictions": result.predictions[fooled].tolist(),
+        "clean": np.round(data.x[fooled], 4).tolist(),
+        "adversarial": np.round(result.x_adv[fooled], 4).tolist(),
+    }

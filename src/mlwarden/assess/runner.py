@@ -1,0 +1,134 @@
+"""Run an assessment: every check over one model and dataset, ending in a :class:`Report`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+
+from mlwarden import __version__
+from mlwarden.assess.config import AssessConfig, Gate
+from mlwarden.assess.evasion import plan_attacks, run_evasion
+from mlwarden.data.dataset import Dataset
+from mlwarden.errors import ConfigError, DataError
+from mlwarden.models.base import Classifier
+from mlwarden.report.findings import Finding, GateResult, Report, Severity
+from mlwarden.report.taxonomy import Taxonomy
+
+__all__ = ["assess", "count_steps", "evaluate_gates"]
+
+
+def count_steps(classifier: Classifier, config: AssessConfig) -> int:
+    """How many progress steps :func:`assess` reports (one per attack and ε, plus one)."""
+    names, _ = plan_attacks(config, classifier)
+    return len(names) * len(config.epsilons) + 1
+
+
+def _check_compatible(classifier: Classifier, data: Dataset) -> None:
+    if data.input_shape != classifier.input_shape:
+        raise DataError(
+            f"the data's samples have shape {data.input_shape} but the model expects "
+            f"{classifier.input_shape}"
+        )
+    if int(data.y.max()) >= classifier.n_classes:
+        raise DataError(
+            f"the data has label {int(data.y.max())} but the model has only "
+            f"{classifier.n_classes} classes"
+        )
+
+
+def evaluate_gates(gates: list[Gate], metrics: dict[str, float]) -> list[GateResult]:
+    """Compare each gate's threshold with the measured metric (missing metrics fail)."""
+    results = []
+    for gate in gates:
+        key = gate.metric
+        if gate.eps is not None:
+            # normalise the ε spelling (0.10 -> 0.1) to the metric keys' format
+            prefix = key.split("@")[0]
+            key = f"{prefix}@{gate.eps:g}"
+        value = metrics.get(key)
+        results.append(
+            GateResult(
+                metric=gate.metric,
+                threshold=gate.threshold,
+                value=value,
+                passed=value is not None and value >= gate.threshold,
+                source=gate.source,
+            )
+        )
+    return results
+
+
+def assess(
+    classifier: Classifier,
+    data: Dataset,
+    config: AssessConfig,
+    *,
+    on_step: Callable[[str], None] | None = None,
+) -> Report:
+    """Assess ``classifier`` on ``data`` and return the report.
+
+    Parameters
+    ----------
+    on_step
+        Called with a short description before each unit of work (for progress bars).
+    """
+    _check_compatible(classifier, data)
+    started = time.perf_counter()
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    planned, _ = plan_attacks(config, classifier)
+    for gate in config.gates:
+        if gate.attack is not None and gate.attack not in planned:
+            raise ConfigError(f"gate {gate.metric}: attack {gate.attack!r} is not run in this assessment")
+    sample = data.sample(config.max_samples, config.seed)
+
+    if on_step:
+        on_step("clean accuracy")
+    clean_predictions = classifier.predict(sample.x)
+    clean_accuracy = float((clean_predictions == sample.y).mean())
+    metrics: dict[str, float] = {"clean_accuracy": clean_accuracy}
+    findings: list[Finding] = [
+        Finding(
+            id="model.clean_accuracy",
+            check="model",
+            title="Clean accuracy",
+            summary=f"The model classifies {clean_accuracy:.1%} of {len(sample)} evaluation samples correctly.",
+            severity=Severity.INFO,
+            metrics={"clean_accuracy": clean_accuracy},
+            taxonomy=Taxonomy(nist=("MEASURE 2.3",)),
+            recommendation="Compare with the accuracy expected in production before reading robustness figures.",
+        )
+    ]
+
+    evasion = run_evasion(classifier, sample, config, clean_predictions=clean_predictions, on_step=on_step)
+    findings.extend(evasion.findings)
+    metrics.update(evasion.metrics)
+    gates = evaluate_gates(config.gates, metrics)
+
+    return Report(
+        model={
+            **{k: v for k, v in classifier.info.items() if k != "metadata"},
+            "training": classifier.info.get("metadata", {}).get("training"),
+            "n_classes": classifier.n_classes,
+            "input_shape": list(classifier.input_shape),
+            "clip_range": list(classifier.clip_range),
+            "white_box": classifier.differentiable,
+        },
+        data={
+            "name": data.name,
+            "kind": data.kind,
+            "n_samples_total": len(data),
+            "n_samples_evaluated": len(sample),
+            "sha256": sample.digest(),
+            "input_shape": list(data.input_shape),
+            "n_classes": data.n_classes,
+        },
+        config=config.to_dict(),
+        findings=findings,
+        gates=gates,
+        metrics=metrics,
+        sections={"evasion": evasion.section},
+        created_at=created,
+        duration_s=time.perf_counter() - started,
+        tool_version=__version__,
+    )

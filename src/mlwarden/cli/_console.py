@@ -1,0 +1,22 @@
+"""Shared console and progress helpers for the CLI."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+__all__ = ["console", "progress"]
+
+console = Console()
+
+
+def progress() -> Progress:
+    """A progress bar on stderr, quiet when stderr is not a terminal."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )

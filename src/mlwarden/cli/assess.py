@@ -1,0 +1,100 @@
+"""``mlwarden assess``: red-team a model and write JSON, SARIF and HTML reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from mlwarden.cli._console import console, progress
+from mlwarden.errors import ConfigError
+
+__all__ = ["assess"]
+
+
+def assess(
+    model: str = typer.Option(..., "--model", "-m", help="Model file (.pt2, .pt, .skops, .onnx) or zoo:NAME."),
+    data: str = typer.Option(..., "--data", "-d", help="Data: builtin:digits, builtin:breast-cancer, .npz or .csv."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for report.json, report.sarif, report.html."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Assessment YAML (see README)."),
+    fail_under: list[str] = typer.Option(
+        [], "--fail-under", help="Gate METRIC=THRESHOLD, e.g. robust_accuracy@0.1=0.6 (repeatable)."
+    ),
+    label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV dataset."),
+    max_samples: int | None = typer.Option(None, "--max-samples", help="Override max_samples of the config."),
+    seed: int | None = typer.Option(None, "--seed", help="Override the config's seed."),
+) -> None:
+    """Assess a model's robustness and write a report; exit 3 when a policy gate fails."""
+    from mlwarden.assess import assess as run_assessment
+    from mlwarden.assess import load_config, parse_gate
+    from mlwarden.assess.runner import count_steps
+    from mlwarden.data import load_dataset
+    from mlwarden.models import load_model
+    from mlwarden.report import write_reports
+
+    settings = load_config(config)
+    if max_samples is not None or seed is not None:
+        from dataclasses import replace
+
+        settings = replace(
+            settings,
+            max_samples=max_samples if max_samples is not None else settings.max_samples,
+            seed=seed if seed is not None else settings.seed,
+        )
+    gates = [parse_gate(g) for g in fail_under]
+    if gates:
+        settings = settings.with_gates(gates)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+
+    dataset = load_dataset(
+        data,
+        label_column=label_column,
+        clip_range=tuple(settings.clip_range) if settings.clip_range else None,  # type: ignore[arg-type]
+    )
+    classifier = load_model(model, input_shape=dataset.input_shape, clip_range=dataset.clip_range)
+    if settings.clip_range is None and classifier.clip_range != dataset.clip_range:
+        raise ConfigError(
+            f"the model's valid input range {classifier.clip_range} differs from the data's "
+            f"{dataset.clip_range}; set clip_range in the config"
+        )
+    with progress() as bar:
+        task = bar.add_task("assessing", total=count_steps(classifier, settings))
+        first = True
+
+        def on_step(description: str) -> None:
+            nonlocal first
+            bar.update(task, description=description, advance=0 if first else 1)
+            first = False
+
+        report = run_assessment(classifier, dataset, settings, on_step=on_step)
+        bar.update(task, description="done", completed=bar.tasks[0].total)
+    paths = write_reports(report, out)
+    _print_summary(report)
+    console.print(f"Report: [bold]{paths['html']}[/]  (JSON: {paths['json']}, SARIF: {paths['sarif']})")
+    if not report.passed:
+        raise typer.Exit(code=3)
+
+
+def _print_summary(report: object) -> None:
+    from mlwarden.report import Report
+
+    assert isinstance(report, Report)
+    section = report.sections["evasion"]
+    table = Table(title=f"Accuracy under attack ({section['norm']})")
+    table.add_column("attack")
+    for eps in section["epsilons"]:
+        table.add_column(f"ε={eps:g}", justify="right")
+    table.add_row("clean", *[f"{section['clean_accuracy']:.1%}"] * len(section["epsilons"]))
+    for name, rows in section["curves"].items():
+        table.add_row(name, *[f"{r['robust_accuracy']:.1%}" for r in rows])
+    table.add_row("[bold]worst case[/]", *[f"[bold]{w['robust_accuracy']:.1%}[/]" for w in section["worst_case_robust_accuracy"]])
+    console.print(table)
+    for reason in section["skipped"]:
+        console.print(f"[yellow]skipped:[/] {reason}")
+    for gate in report.gates:
+        value = "missing" if gate.value is None else f"{gate.value:.3f}"
+        mark = "[green]pass[/]" if gate.passed else "[bold red]FAIL[/]"
+        console.print(f"gate {gate.metric} ≥ {gate.threshold}: {value} {mark}")
+    console.print(f"highest severity: {report.max_severity.value}")

@@ -1,0 +1,76 @@
+"""Figures for reports, rendered to PNG bytes with matplotlib's Agg backend."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["accuracy_vs_eps_png", "adversarial_examples_png"]
+
+_PNG_META = {"Software": None}
+
+
+def _to_png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata=_PNG_META)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def accuracy_vs_eps_png(section: dict[str, Any]) -> bytes:
+    """Accuracy against ε for each attack and the worst case, from the evasion section."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    clean = section["clean_accuracy"]
+    for name, rows in section["curves"].items():
+        eps = [0.0] + [r["eps"] for r in rows]
+        acc = [clean] + [r["robust_accuracy"] for r in rows]
+        ax.plot(eps, acc, marker="o", label=name.upper())
+    worst = section["worst_case_robust_accuracy"]
+    ax.plot(
+        [0.0] + [w["eps"] for w in worst],
+        [clean] + [w["robust_accuracy"] for w in worst],
+        color="black",
+        linestyle="--",
+        marker="x",
+        label="worst case",
+    )
+    ax.set_xlabel(f"ε ({section['norm']})")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("Accuracy under attack")
+    return _to_png(fig)
+
+
+def adversarial_examples_png(examples: dict[str, Any]) -> bytes:
+    """Clean input, adversarial input and amplified perturbation for a few fooled samples."""
+    clean = np.asarray(examples["clean"], dtype=np.float32)
+    adv = np.asarray(examples["adversarial"], dtype=np.float32)
+    count = len(clean)
+    fig, axes = plt.subplots(3, count, figsize=(1.3 * count + 0.6, 4.2), squeeze=False)
+
+    def image(a: np.ndarray) -> np.ndarray:
+        return a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
+
+    for i in range(count):
+        delta = adv[i] - clean[i]
+        scale = float(np.abs(delta).max()) or 1.0
+        panels = (
+            (image(clean[i]), "gray", f"y={examples['labels'][i]}"),
+            (image(adv[i]), "gray", f"→ {examples['adversarial_predictions'][i]}"),
+            (image(delta / scale * 0.5 + 0.5), "RdBu", "δ"),
+        )
+        for row, (picture, cmap, title) in enumerate(panels):
+            ax = axes[row][i]
+            ax.imshow(np.clip(picture, 0, 1), cmap=cmap, vmin=0, vmax=1)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.suptitle(f"{examples['attack'].upper()} at ε={examples['eps']:g}: clean / adversarial / perturbation")
+    return _to_png(fig)

@@ -1,0 +1,119 @@
+"""Identifiers of the three frameworks every finding is mapped to.
+
+* MITRE ATLAS techniques (https://atlas.mitre.org/techniques/);
+* OWASP Machine Learning Security Top 10, 2023 edition (https://owasp.org/www-project-machine-learning-security-top-10/);
+* NIST AI Risk Management Framework 1.0 functions and subcategories (NIST AI 100-1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ATLAS", "NIST_AI_RMF", "OWASP_ML", "Taxonomy", "TaxonomyRef"]
+
+
+@dataclass(frozen=True)
+class TaxonomyRef:
+    """One entry of a framework: its identifier, name and where to read about it."""
+
+    framework: str
+    id: str
+    name: str
+    url: str
+
+    def to_dict(self) -> dict[str, str]:
+        """A JSON-serialisable view."""
+        return {"framework": self.framework, "id": self.id, "name": self.name, "url": self.url}
+
+
+def _atlas(tid: str, name: str) -> TaxonomyRef:
+    return TaxonomyRef("MITRE ATLAS", tid, name, f"https://atlas.mitre.org/techniques/{tid}")
+
+
+def _owasp(tid: str, name: str) -> TaxonomyRef:
+    slug = tid.split(":")[0]
+    return TaxonomyRef(
+        "OWASP ML Top 10",
+        tid,
+        name,
+        f"https://owasp.org/www-project-machine-learning-security-top-10/docs/{slug}_2023-{name.replace(' ', '_')}",
+    )
+
+
+def _nist(tid: str, name: str) -> TaxonomyRef:
+    return TaxonomyRef("NIST AI RMF", tid, name, "https://doi.org/10.6028/NIST.AI.100-1")
+
+
+ATLAS: dict[str, TaxonomyRef] = {
+    ref.id: ref
+    for ref in (
+        _atlas("AML.T0043", "Craft Adversarial Data"),
+        _atlas("AML.T0043.000", "Craft Adversarial Data: White-Box Optimization"),
+        _atlas("AML.T0043.001", "Craft Adversarial Data: Black-Box Optimization"),
+        _atlas("AML.T0015", "Evade ML Model"),
+        _atlas("AML.T0024", "Exfiltration via ML Inference API"),
+        _atlas("AML.T0024.000", "Exfiltration via ML Inference API: Infer Training Data Membership"),
+        _atlas("AML.T0024.001", "Exfiltration via ML Inference API: Invert ML Model"),
+        _atlas("AML.T0024.002", "Exfiltration via ML Inference API: Extract ML Model"),
+        _atlas("AML.T0020", "Poison Training Data"),
+        _atlas("AML.T0018", "Backdoor ML Model"),
+        _atlas("AML.T0010", "ML Supply Chain Compromise"),
+    )
+}
+
+OWASP_ML: dict[str, TaxonomyRef] = {
+    ref.id: ref
+    for ref in (
+        _owasp("ML01:2023", "Input Manipulation Attack"),
+        _owasp("ML02:2023", "Data Poisoning Attack"),
+        _owasp("ML03:2023", "Model Inversion Attack"),
+        _owasp("ML04:2023", "Membership Inference Attack"),
+        _owasp("ML05:2023", "Model Theft"),
+        _owasp("ML06:2023", "AI Supply Chain Attacks"),
+        _owasp("ML07:2023", "Transfer Learning Attack"),
+        _owasp("ML08:2023", "Model Skewing"),
+        _owasp("ML09:2023", "Output Integrity Attack"),
+        _owasp("ML10:2023", "Model Poisoning"),
+    )
+}
+
+NIST_AI_RMF: dict[str, TaxonomyRef] = {
+    ref.id: ref
+    for ref in (
+        _nist("GOVERN", "Govern: a culture of risk management is cultivated and present"),
+        _nist("MAP", "Map: context is recognized and risks related to context are identified"),
+        _nist("MEASURE", "Measure: identified risks are assessed, analyzed, or tracked"),
+        _nist("MANAGE", "Manage: risks are prioritized and acted upon based on projected impact"),
+        _nist("MEASURE 2.7", "AI system security and resilience are evaluated and documented"),
+        _nist("MEASURE 2.3", "AI system performance or assurance criteria are measured"),
+        _nist("MANAGE 1.3", "Responses to high-priority AI risks are developed, planned and documented"),
+        _nist("MAP 4.1", "Approaches for mapping AI technology and legal risks of components are in place"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """The framework entries one finding maps to."""
+
+    atlas: tuple[str, ...] = ()
+    owasp: tuple[str, ...] = ()
+    nist: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for ids, table in ((self.atlas, ATLAS), (self.owasp, OWASP_ML), (self.nist, NIST_AI_RMF)):
+            unknown = [i for i in ids if i not in table]
+            if unknown:
+                raise ValueError(f"unknown taxonomy id(s) {unknown}")
+
+    def refs(self) -> list[TaxonomyRef]:
+        """Every referenced entry, ATLAS first."""
+        return (
+            [ATLAS[i] for i in self.atlas]
+            + [OWASP_ML[i] for i in self.owasp]
+            + [NIST_AI_RMF[i] for i in self.nist]
+        )
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """A JSON-serialisable view (ids only)."""
+        return {"atlas": list(self.atlas), "owasp": list(self.owasp), "nist_ai_rmf": list(self.nist)}
