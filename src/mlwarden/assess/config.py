@@ -128,9 +128,16 @@ class AssessConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
         if not isinstance(self.epsilons, list) or not self.epsilons:
-            raise ConfigError(f"epsilons must be a non-empty list of numbers, got {self.epsilons!r}")
+            raise ConfigError(
+                f"epsilons must be a non-empty list of numbers, got {self.epsilons!r}"
+            )
         for eps in self.epsilons:
-            if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
+            if (
+                isinstance(eps, bool)
+                or not isinstance(eps, (int, float))
+                or not math.isfinite(eps)
+                or eps <= 0
+            ):
                 raise ConfigError(f"epsilons must be finite numbers > 0, got {eps!r}")
         self.epsilons = sorted({float(e) for e in self.epsilons})
         if self.norm not in ("linf", "l2"):
@@ -156,12 +163,24 @@ class AssessConfig:
                     "(use epsilons, norm, seed at the top level)"
                 )
         if self.max_samples is not None and (
-            isinstance(self.max_samples, bool) or not isinstance(self.max_samples, int) or self.max_samples < 1
+            isinstance(self.max_samples, bool)
+            or not isinstance(self.max_samples, int)
+            or self.max_samples < 1
         ):
-            raise ConfigError(f"max_samples must be a positive integer or null, got {self.max_samples!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(
+                f"max_samples must be a positive integer or null, got {self.max_samples!r}"
+            )
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size < 1
+        ):
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if isinstance(self.examples, bool) or not isinstance(self.examples, int) or self.examples < 0:
+        if (
+            isinstance(self.examples, bool)
+            or not isinstance(self.examples, int)
+            or self.examples < 0
+        ):
             raise ConfigError(f"examples must be an integer >= 0, got {self.examples!r}")
         if self.clip_range is not None and (
             not isinstance(self.clip_range, list)
@@ -169,7 +188,9 @@ class AssessConfig:
             or not all(isinstance(v, (int, float)) for v in self.clip_range)
             or not self.clip_range[0] < self.clip_range[1]
         ):
-            raise ConfigError(f"clip_range must be [low, high] with low < high, got {self.clip_range!r}")
+            raise ConfigError(
+                f"clip_range must be [low, high] with low < high, got {self.clip_range!r}"
+            )
 
     def with_gates(self, gates: list[Gate]) -> AssessConfig:
         """A copy with ``gates`` added; the ε of every gate joins the ε grid."""
@@ -186,7 +207,9 @@ class AssessConfig:
     def to_dict(self) -> dict[str, Any]:
         """The configuration as recorded in the report."""
         values = asdict(self)
-        values["gates"] = [{"metric": g.metric, "threshold": g.threshold, "source": g.source} for g in self.gates]
+        values["gates"] = [
+            {"metric": g.metric, "threshold": g.threshold, "source": g.source} for g in self.gates
+        ]
         return values
 
 
@@ -224,11 +247,15 @@ def load_config(path: str | Path | None) -> AssessConfig:
         raise ConfigError(f"{path}: unknown setting(s) {unknown}; allowed: {sorted(_KEYS)}")
     policy = raw.pop("policy", None) or {}
     if not isinstance(policy, dict) or set(policy) - {"fail_under"}:
-        raise ConfigError(f"{path}: policy must be a mapping with fail_under: {{METRIC: THRESHOLD}}")
+        raise ConfigError(
+            f"{path}: policy must be a mapping with fail_under: {{METRIC: THRESHOLD}}"
+        )
     fail_under = policy.get("fail_under") or {}
     if not isinstance(fail_under, dict):
         raise ConfigError(f"{path}: policy.fail_under must map metrics to thresholds")
-    gates = [_check_metric(str(m), t, f"{path.name}: policy.fail_under") for m, t in fail_under.items()]
+    gates = [
+        _check_metric(str(m), t, f"{path.name}: policy.fail_under") for m, t in fail_under.items()
+    ]
     try:
         config = AssessConfig(**raw)
     except TypeError as exc:  # wrong types that dataclass construction trips over

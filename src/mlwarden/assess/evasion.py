@@ -66,7 +66,9 @@ def _build(name: str, eps: float, config: AssessConfig) -> Attack:
     cls = get_attack(name)
     params = config.attack_params.get(name, {})
     try:
-        return cls(eps=eps, norm=config.norm, seed=config.seed, batch_size=config.batch_size, **params)  # type: ignore[arg-type]
+        return cls(
+            eps=eps, norm=config.norm, seed=config.seed, batch_size=config.batch_size, **params
+        )  # type: ignore[arg-type]
     except TypeError as exc:
         raise ConfigError(f"attack_params.{name}: {exc}") from None
 
@@ -120,17 +122,23 @@ def run_evasion(
             robust_all[eps] &= robust
             delta = (result.x_adv - data.x).reshape(len(data.x), -1)
             norm_values = (
-                np.abs(delta).max(axis=1) if config.norm == "linf" else np.linalg.norm(delta, axis=1)
+                np.abs(delta).max(axis=1)
+                if config.norm == "linf"
+                else np.linalg.norm(delta, axis=1)
             )
             fooled = ~robust & (clean_predictions == data.y)
             rows.append(
                 {
                     "eps": eps,
                     "robust_accuracy": float(robust.mean()),
-                    "attack_success_rate": float(fooled.sum() / max((clean_predictions == data.y).sum(), 1)),
+                    "attack_success_rate": float(
+                        fooled.sum() / max((clean_predictions == data.y).sum(), 1)
+                    ),
                     "mean_queries": float(result.queries.mean()),
                     "max_perturbation": float(norm_values.max()) if len(norm_values) else 0.0,
-                    "mean_perturbation_fooled": float(norm_values[fooled].mean()) if fooled.any() else 0.0,
+                    "mean_perturbation_fooled": float(norm_values[fooled].mean())
+                    if fooled.any()
+                    else 0.0,
                     "seconds": round(elapsed, 3),
                 }
             )
@@ -164,7 +172,9 @@ def run_evasion(
         "norm": config.norm,
         "epsilons": config.epsilons,
         "clean_accuracy": clean_accuracy,
-        "worst_case_robust_accuracy": [{"eps": e, "robust_accuracy": worst[e]} for e in config.epsilons],
+        "worst_case_robust_accuracy": [
+            {"eps": e, "robust_accuracy": worst[e]} for e in config.epsilons
+        ],
         "curves": curves,
         "skipped": skipped,
         "examples": _examples(data, clean_predictions, example_source, config.examples),
@@ -192,14 +202,22 @@ def _attack_finding(
         title=f"Evasion by {name.upper()} ({config.norm})",
         summary=summary,
         severity=severity,
-        metrics={"clean_accuracy": clean, **{f"robust_accuracy@{e:g}": v for e, v in robust.items()}},
+        metrics={
+            "clean_accuracy": clean,
+            **{f"robust_accuracy@{e:g}": v for e, v in robust.items()},
+        },
         taxonomy=Taxonomy(
             atlas=("AML.T0043", "AML.T0043.000" if white_box else "AML.T0043.001", "AML.T0015"),
             owasp=("ML01:2023",),
             nist=("MEASURE 2.7", "MANAGE 1.3"),
         ),
         recommendation=_RECOMMENDATION,
-        details={"attack": name, "norm": config.norm, "params": config.attack_params.get(name, {}), "curve": rows},
+        details={
+            "attack": name,
+            "norm": config.norm,
+            "params": config.attack_params.get(name, {}),
+            "curve": rows,
+        },
     )
 
 

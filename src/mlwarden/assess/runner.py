@@ -79,7 +79,9 @@ def assess(
     planned, _ = plan_attacks(config, classifier)
     for gate in config.gates:
         if gate.attack is not None and gate.attack not in planned:
-            raise ConfigError(f"gate {gate.metric}: attack {gate.attack!r} is not run in this assessment")
+            raise ConfigError(
+                f"gate {gate.metric}: attack {gate.attack!r} is not run in this assessment"
+            )
     sample = data.sample(config.max_samples, config.seed)
 
     if on_step:
@@ -100,7 +102,9 @@ def assess(
         )
     ]
 
-    evasion = run_evasion(classifier, sample, config, clean_predictions=clean_predictions, on_step=on_step)
+    evasion = run_evasion(
+        classifier, sample, config, clean_predictions=clean_predictions, on_step=on_step
+    )
     findings.extend(evasion.findings)
     metrics.update(evasion.metrics)
     gates = evaluate_gates(config.gates, metrics)

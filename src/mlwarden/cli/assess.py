@@ -14,15 +14,27 @@ __all__ = ["assess"]
 
 
 def assess(
-    model: str = typer.Option(..., "--model", "-m", help="Model file (.pt2, .pt, .skops, .onnx) or zoo:NAME."),
-    data: str = typer.Option(..., "--data", "-d", help="Data: builtin:digits, builtin:breast-cancer, .npz or .csv."),
-    out: Path = typer.Option(..., "--out", "-o", help="Directory for report.json, report.sarif, report.html."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="Assessment YAML (see README)."),
+    model: str = typer.Option(
+        ..., "--model", "-m", help="Model file (.pt2, .pt, .skops, .onnx) or zoo:NAME."
+    ),
+    data: str = typer.Option(
+        ..., "--data", "-d", help="Data: builtin:digits, builtin:breast-cancer, .npz or .csv."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Directory for report.json, report.sarif, report.html."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Assessment YAML (see README)."
+    ),
     fail_under: list[str] = typer.Option(
         [], "--fail-under", help="Gate METRIC=THRESHOLD, e.g. robust_accuracy@0.1=0.6 (repeatable)."
     ),
-    label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV dataset."),
-    max_samples: int | None = typer.Option(None, "--max-samples", help="Override max_samples of the config."),
+    label_column: str = typer.Option(
+        "label", "--label-column", help="Label column of a CSV dataset."
+    ),
+    max_samples: int | None = typer.Option(
+        None, "--max-samples", help="Override max_samples of the config."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Override the config's seed."),
 ) -> None:
     """Assess a model's robustness and write a report; exit 3 when a policy gate fails."""
@@ -72,7 +84,9 @@ def assess(
         bar.update(task, description="done", completed=bar.tasks[0].total)
     paths = write_reports(report, out)
     _print_summary(report)
-    console.print(f"Report: [bold]{paths['html']}[/]  (JSON: {paths['json']}, SARIF: {paths['sarif']})")
+    console.print(
+        f"Report: [bold]{paths['html']}[/]  (JSON: {paths['json']}, SARIF: {paths['sarif']})"
+    )
     if not report.passed:
         raise typer.Exit(code=3)
 
@@ -89,7 +103,10 @@ def _print_summary(report: object) -> None:
     table.add_row("clean", *[f"{section['clean_accuracy']:.1%}"] * len(section["epsilons"]))
     for name, rows in section["curves"].items():
         table.add_row(name, *[f"{r['robust_accuracy']:.1%}" for r in rows])
-    table.add_row("[bold]worst case[/]", *[f"[bold]{w['robust_accuracy']:.1%}[/]" for w in section["worst_case_robust_accuracy"]])
+    table.add_row(
+        "[bold]worst case[/]",
+        *[f"[bold]{w['robust_accuracy']:.1%}[/]" for w in section["worst_case_robust_accuracy"]],
+    )
     console.print(table)
     for reason in section["skipped"]:
         console.print(f"[yellow]skipped:[/] {reason}")

@@ -11,7 +11,9 @@ from mlwarden.cli._console import console
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Reference models trained deterministically on built-in data.", no_args_is_help=True)
+app = typer.Typer(
+    help="Reference models trained deterministically on built-in data.", no_args_is_help=True
+)
 
 
 @app.command("list")
@@ -28,7 +30,9 @@ def list_models() -> None:
 @app.command("train")
 def train(
     name: str = typer.Argument(..., help="digits-cnn, breast-cancer-mlp or breast-cancer-gbm."),
-    out: Path = typer.Option(..., "--out", "-o", help="Model file, or a directory to write NAME.<suffix> into."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Model file, or a directory to write NAME.<suffix> into."
+    ),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
 ) -> None:
     """Train a zoo model deterministically and write it in a safe format with its record."""

@@ -8,8 +8,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 __all__ = ["accuracy_vs_eps_png", "adversarial_examples_png"]
 
@@ -72,5 +72,7 @@ def adversarial_examples_png(examples: dict[str, Any]) -> bytes:
             ax.imshow(np.clip(picture, 0, 1), cmap=cmap, vmin=0, vmax=1)
             ax.set_title(title, fontsize=8)
             ax.axis("off")
-    fig.suptitle(f"{examples['attack'].upper()} at ε={examples['eps']:g}: clean / adversarial / perturbation")
+    fig.suptitle(
+        f"{examples['attack'].upper()} at ε={examples['eps']:g}: clean / adversarial / perturbation"
+    )
     return _to_png(fig)

@@ -52,7 +52,9 @@ ATLAS: dict[str, TaxonomyRef] = {
         _atlas("AML.T0043.001", "Craft Adversarial Data: Black-Box Optimization"),
         _atlas("AML.T0015", "Evade ML Model"),
         _atlas("AML.T0024", "Exfiltration via ML Inference API"),
-        _atlas("AML.T0024.000", "Exfiltration via ML Inference API: Infer Training Data Membership"),
+        _atlas(
+            "AML.T0024.000", "Exfiltration via ML Inference API: Infer Training Data Membership"
+        ),
         _atlas("AML.T0024.001", "Exfiltration via ML Inference API: Invert ML Model"),
         _atlas("AML.T0024.002", "Exfiltration via ML Inference API: Extract ML Model"),
         _atlas("AML.T0020", "Poison Training Data"),
@@ -86,8 +88,14 @@ NIST_AI_RMF: dict[str, TaxonomyRef] = {
         _nist("MANAGE", "Manage: risks are prioritized and acted upon based on projected impact"),
         _nist("MEASURE 2.7", "AI system security and resilience are evaluated and documented"),
         _nist("MEASURE 2.3", "AI system performance or assurance criteria are measured"),
-        _nist("MANAGE 1.3", "Responses to high-priority AI risks are developed, planned and documented"),
-        _nist("MAP 4.1", "Approaches for mapping AI technology and legal risks of components are in place"),
+        _nist(
+            "MANAGE 1.3",
+            "Responses to high-priority AI risks are developed, planned and documented",
+        ),
+        _nist(
+            "MAP 4.1",
+            "Approaches for mapping AI technology and legal risks of components are in place",
+        ),
     )
 }
 
@@ -116,4 +124,8 @@ class Taxonomy:
 
     def to_dict(self) -> dict[str, list[str]]:
         """A JSON-serialisable view (ids only)."""
-        return {"atlas": list(self.atlas), "owasp": list(self.owasp), "nist_ai_rmf": list(self.nist)}
+        return {
+            "atlas": list(self.atlas),
+            "owasp": list(self.owasp),
+            "nist_ai_rmf": list(self.nist),
+        }

@@ -56,7 +56,9 @@ def to_sarif(report: Report) -> dict[str, Any]:
                 "name": finding.title,
                 "shortDescription": {"text": finding.title},
                 "help": {"text": finding.recommendation},
-                "helpUri": next((r.url for r in finding.taxonomy.refs()), "https://atlas.mitre.org"),
+                "helpUri": next(
+                    (r.url for r in finding.taxonomy.refs()), "https://atlas.mitre.org"
+                ),
                 "properties": {
                     "tags": tags,
                     "security-severity": _SECURITY_SEVERITY[finding.severity],
@@ -90,7 +92,10 @@ def to_sarif(report: Report) -> dict[str, Any]:
                     }
                 },
                 "results": results,
-                "properties": {"passed": report.passed, "gates": [g.to_dict() for g in report.gates]},
+                "properties": {
+                    "passed": report.passed,
+                    "gates": [g.to_dict() for g in report.gates],
+                },
             }
         ],
     }
@@ -120,10 +125,11 @@ def render_html(report: Report) -> str:
         ev=evasion,
         pct=lambda v: f"{v:.1%}",
         accuracy_plot=_b64(accuracy_vs_eps_png(evasion)),
-        examples_plot=_b64(adversarial_examples_png(evasion["examples"])) if evasion.get("examples") else None,
+        examples_plot=_b64(adversarial_examples_png(evasion["examples"]))
+        if evasion.get("examples")
+        else None,
         findings=[
-            {**f.to_dict(), "refs": [t.to_dict() for t in f.taxonomy.refs()]}
-            for f in findings
+            {**f.to_dict(), "refs": [t.to_dict() for t in f.taxonomy.refs()]} for f in findings
         ],
         config_yaml=yaml.safe_dump(doc["config"], sort_keys=False),
     )
