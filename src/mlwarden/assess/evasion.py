@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from mlwarden.assess.config import DEFAULT_ATTACKS, AssessConfig
 from mlwarden.attacks import Attack, AttackResult, get_attack
+from mlwarden.attacks.base import Norm
 from mlwarden.data.dataset import Dataset
 from mlwarden.errors import ConfigError
 from mlwarden.models.base import Classifier
@@ -65,10 +66,9 @@ def plan_attacks(config: AssessConfig, classifier: Classifier) -> tuple[list[str
 def _build(name: str, eps: float, config: AssessConfig) -> Attack:
     cls = get_attack(name)
     params = config.attack_params.get(name, {})
+    norm = cast(Norm, config.norm)
     try:
-        return cls(
-            eps=eps, norm=config.norm, seed=config.seed, batch_size=config.batch_size, **params
-        )  # type: ignore[arg-type]
+        return cls(eps=eps, norm=norm, seed=config.seed, batch_size=config.batch_size, **params)
     except TypeError as exc:
         raise ConfigError(f"attack_params.{name}: {exc}") from None
 
