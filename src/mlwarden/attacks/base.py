@@ -155,6 +155,11 @@ class Attack(ABC):
         x_np = classifier.check_inputs(x)
         y_np = _labels(y, len(x_np), classifier.n_classes, "y")
         low, high = classifier.clip_range
+        if np.isnan(x_np).any():
+            raise AttackError(
+                f"inputs contain {int(np.isnan(x_np).sum())} NaN values; impute or drop them "
+                "before attacking"
+            )
         if len(x_np) and (
             x_np.min() < low - _RANGE_TOLERANCE or x_np.max() > high + _RANGE_TOLERANCE
         ):

@@ -8,7 +8,9 @@ from torch.nn import functional as F
 __all__ = ["attack_loss", "normalized_step", "random_start"]
 
 
-def attack_loss(logits: torch.Tensor, goal: torch.Tensor, *, targeted: bool, loss: str) -> torch.Tensor:
+def attack_loss(
+    logits: torch.Tensor, goal: torch.Tensor, *, targeted: bool, loss: str
+) -> torch.Tensor:
     """The summed per-sample loss the attacker ascends.
 
     Untargeted: cross-entropy of the true label, or the Carlini-Wagner margin
@@ -31,7 +33,9 @@ def normalized_step(grad: torch.Tensor, norm: str) -> torch.Tensor:
     return grad / flat.view(-1, *([1] * (grad.dim() - 1)))
 
 
-def random_start(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator) -> torch.Tensor:
+def random_start(
+    x: torch.Tensor, eps: float, norm: str, generator: torch.Generator
+) -> torch.Tensor:
     """A point drawn uniformly from the ``norm`` ε-ball around ``x``."""
     if norm == "linf":
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)

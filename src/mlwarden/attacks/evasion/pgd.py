@@ -34,7 +34,8 @@ class PGD(Attack):
     random_start
         Start from a uniform point in the ε-ball instead of the input itself.
     early_stop
-        Stop working on a sample once it is adversarial (it keeps that adversarial point).
+        Stop working on a sample once it is adversarial (it keeps that adversarial point);
+        inputs the model already gets wrong are returned unchanged at the cost of one query.
     loss
         ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini-Wagner).
     """
@@ -86,6 +87,13 @@ class PGD(Attack):
         best = x.clone()
         done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         queries = torch.zeros(len(x), dtype=torch.int64, device=x.device)
+        if self.early_stop and self.random_start and eps > 0:
+            # inputs the model already gets wrong are adversarial as they are: keep them (one
+            # query) instead of moving them to a random start that the model may get right
+            with torch.no_grad():
+                pred = classifier.logits(x).argmax(1)
+            queries += 1
+            done = pred == goal if self.targeted else pred != goal
 
         for restart in range(self.restarts):
             active = torch.nonzero(~done).squeeze(1)
@@ -97,6 +105,10 @@ class PGD(Attack):
             else:
                 xa = x0.clone()
             for step in range(self.steps + 1):
+                if step == self.steps and restart == self.restarts - 1:
+                    # the last iterate is kept whatever it scores, and generate() scores it
+                    best[active] = xa.detach()
+                    break
                 xa.requires_grad_(True)
                 logits = classifier.logits(xa)
                 queries[active] += 1
@@ -108,8 +120,6 @@ class PGD(Attack):
                         best[won] = xa.detach()[hit]
                         done[won] = True
                     if step == self.steps:
-                        if restart == self.restarts - 1:
-                            best[active[~hit]] = xa.detach()[~hit]
                         break
                     if self.early_stop and hit.all():
                         break

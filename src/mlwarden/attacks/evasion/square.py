@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from mlwarden.attacks.base import Attack, Norm
@@ -87,8 +86,12 @@ class SquareAttack(Attack):
         logp = proba.clamp_min(1e-12).log()
         goal_logp = logp.gather(1, goal[:, None]).squeeze(1)
         others = logp.scatter(1, goal[:, None], float("-inf")).amax(dim=1)
-        # ties (e.g. equal probabilities) are decided by argmax, which takes the first index
-        return others - goal_logp if self.targeted else goal_logp - others
+        margin = others - goal_logp if self.targeted else goal_logp - others
+        # a tie (equal probabilities, margin 0) is decided by argmax, which takes the first
+        # index: it counts as success only if that is what the final prediction will say
+        pred = proba.argmax(1)
+        hit = pred == goal if self.targeted else pred != goal
+        return torch.where(hit, margin.clamp(max=0.0), margin.clamp(min=1e-12))
 
     def _generate(
         self, classifier: Classifier, x: torch.Tensor, goal: torch.Tensor, *, seed: int

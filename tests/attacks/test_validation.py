@@ -1,0 +1,149 @@
+"""Bad parameters and inputs raise AttackError naming what is wrong; the registry refuses misuse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlwarden.attacks import FGSM, PGD, SquareAttack, attack_names, get_attack, register
+from mlwarden.errors import AttackError, ConfigError
+
+
+@pytest.mark.parametrize("name", attack_names())
+@pytest.mark.parametrize("eps", [-0.1, float("nan"), float("inf"), "0.1"])
+def test_attack_rejects_bad_eps(name, eps, tiny_vector_classifier, make_batch) -> None:
+    x, y = make_batch(tiny_vector_classifier)
+    with pytest.raises(AttackError, match=r"\beps\b"):
+        get_attack(name)(eps=eps).generate(tiny_vector_classifier, x, y)
+
+
+@pytest.mark.parametrize("name", attack_names())
+def test_attack_rejects_unknown_norm(name, tiny_vector_classifier, make_batch) -> None:
+    x, y = make_batch(tiny_vector_classifier)
+    with pytest.raises(AttackError, match=r"\bnorm\b.*'l1'"):
+        get_attack(name)(eps=0.1, norm="l1").generate(tiny_vector_classifier, x, y)
+
+
+def test_square_rejects_l2_norm(tiny_vector_classifier, make_batch) -> None:
+    x, y = make_batch(tiny_vector_classifier)
+    with pytest.raises(AttackError, match=r"\bnorm\b.*'l2'"):
+        SquareAttack(eps=0.1, norm="l2").generate(tiny_vector_classifier, x, y)
+
+
+@pytest.mark.parametrize("name", attack_names())
+def test_attack_rejects_zero_batch_size(name, tiny_vector_classifier, make_batch) -> None:
+    x, y = make_batch(tiny_vector_classifier)
+    with pytest.raises(AttackError, match="batch_size"):
+        get_attack(name)(eps=0.1, batch_size=0).generate(tiny_vector_classifier, x, y)
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"steps": 0}, "steps"),
+        ({"steps": 2.5}, "steps"),
+        ({"restarts": 0}, "restarts"),
+        ({"step_size": 0.0}, "step_size"),
+        ({"step_size": float("nan")}, "step_size"),
+        ({"loss": "hinge"}, "loss"),
+    ],
+)
+def test_pgd_rejects_bad_hyperparameters(params, parameter, tiny_vector_classifier, make_batch):
+    x, y = make_batch(tiny_vector_classifier)
+    with pytest.raises(AttackError, match=parameter):
+        PGD(eps=0.1, **params).generate(tiny_vector_classifier, x, y)
+
+
+def test_fgsm_rejects_unknown_loss(tiny_vector_classifier, make_batch) -> None:
+    x, y = make_batch(tiny_vector_classifier)
+    with pytest.raises(AttackError, match="loss"):
+        FGSM(eps=0.1, loss="hinge").generate(tiny_vector_classifier, x, y)
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [({"queries": 0}, "queries"), ({"p_init": 0.0}, "p_init"), ({"p_init": 1.5}, "p_init")],
+)
+def test_square_rejects_bad_hyperparameters(params, parameter, tiny_vector_classifier, make_batch):
+    x, y = make_batch(tiny_vector_classifier)
+    with pytest.raises(AttackError, match=parameter):
+        SquareAttack(eps=0.1, **params).generate(tiny_vector_classifier, x, y)
+
+
+@pytest.mark.parametrize("attack", [FGSM(eps=0.1), PGD(eps=0.1)], ids=["fgsm", "pgd"])
+def test_gradient_attack_refuses_black_box_classifier(attack, blackbox_classifier, make_batch):
+    x, y = make_batch(blackbox_classifier)
+    with pytest.raises(AttackError, match=r"needs gradients.*black-box"):
+        attack.generate(blackbox_classifier, x, y)
+
+
+@pytest.mark.parametrize("name", attack_names())
+@pytest.mark.parametrize(
+    "labels",
+    [
+        pytest.param(lambda y: np.where(y == 0, -1, y), id="negative"),
+        pytest.param(lambda y: np.where(y == 0, 3, y), id="too-large"),
+        pytest.param(lambda y: y[:-1], id="too-few"),
+        pytest.param(lambda y: y[:, None], id="2-d"),
+        pytest.param(lambda y: y.astype(np.float32), id="float"),
+    ],
+)
+def test_attack_rejects_bad_labels(name, labels, tiny_vector_classifier, make_batch) -> None:
+    x, y = make_batch(tiny_vector_classifier)
+    y[0] = 0
+    with pytest.raises(AttackError, match=r"^y "):
+        get_attack(name)(eps=0.1).generate(tiny_vector_classifier, x, labels(y))
+
+
+@pytest.mark.parametrize("name", attack_names())
+def test_targeted_attack_rejects_target_out_of_range(name, tiny_vector_classifier, make_batch):
+    x, y = make_batch(tiny_vector_classifier)
+    target = np.full_like(y, tiny_vector_classifier.n_classes)
+    with pytest.raises(AttackError, match=r"^target "):
+        get_attack(name)(eps=0.1, targeted=True).generate(
+            tiny_vector_classifier, x, y, target=target
+        )
+
+
+@pytest.mark.parametrize("name", attack_names())
+def test_targeted_attack_without_target_raises(name, tiny_vector_classifier, make_batch) -> None:
+    x, y = make_batch(tiny_vector_classifier)
+    with pytest.raises(AttackError, match="target"):
+        get_attack(name)(eps=0.1, targeted=True).generate(tiny_vector_classifier, x, y)
+
+
+@pytest.mark.parametrize("name", attack_names())
+def test_untargeted_attack_with_target_raises(name, tiny_vector_classifier, make_batch) -> None:
+    x, y = make_batch(tiny_vector_classifier)
+    with pytest.raises(AttackError, match="target"):
+        get_attack(name)(eps=0.1).generate(tiny_vector_classifier, x, y, target=y)
+
+
+@pytest.mark.parametrize("name", attack_names())
+@pytest.mark.parametrize("value", [-0.5, 1.5])
+def test_attack_rejects_inputs_outside_clip_range(
+    name, value, tiny_vector_classifier, make_batch
+) -> None:
+    x, y = make_batch(tiny_vector_classifier)
+    x[3, 2] = value
+    with pytest.raises(AttackError, match="range"):
+        get_attack(name)(eps=0.1).generate(tiny_vector_classifier, x, y)
+
+
+@pytest.mark.parametrize("name", attack_names())
+def test_attack_rejects_nan_inputs(name, tiny_vector_classifier, make_batch) -> None:
+    x, y = make_batch(tiny_vector_classifier)
+    x[3, 2] = np.nan
+    with pytest.raises(AttackError, match="inputs"):
+        get_attack(name)(eps=0.1).generate(tiny_vector_classifier, x, y)
+
+
+def test_registering_a_taken_name_raises() -> None:
+    with pytest.raises(ValueError, match="'pgd' is already registered"):
+        register("pgd", FGSM)
+    assert get_attack("pgd") is PGD
+
+
+def test_unknown_attack_name_raises_config_error_listing_choices() -> None:
+    with pytest.raises(ConfigError, match=r"unknown attack 'deepfool'.*fgsm, pgd, square"):
+        get_attack("deepfool")
