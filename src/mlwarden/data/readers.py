@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -77,20 +78,10 @@ def load_dataset(
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in ("x", "y") if k not in archive.files]
-            if missing:
-                raise DataError(
-                    f"{path}: the .npz file lacks array(s) {missing}; it has {archive.files}. "
-                    "Save with np.savez(path, x=inputs, y=labels)"
-                )
-            x, y = archive["x"], archive["y"]
-    except ValueError as exc:  # object arrays need pickle, which we refuse
-        raise DataError(
-            f"{path}: contains object arrays, which need pickle to load and are refused; "
-            "store numeric arrays only"
-        ) from exc
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        # Opened here because np.load leaks the handle it opens itself when the file is no zip.
+        with open(path, "rb") as fh:
+            x, y = _read_npz_arrays(path, fh)
+    except OSError as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise DataError(f"{path}: x must be a real numeric array, got dtype {x.dtype}")
@@ -103,9 +94,40 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def _read_npz_arrays(path: Path, fh: BinaryIO) -> tuple[np.ndarray, np.ndarray]:
+    save_hint = "save it with np.savez(path, x=inputs, y=labels)"
+    try:
+        loaded = np.load(fh, allow_pickle=False)
+    except ValueError as exc:  # NumPy falls back to pickle for what is neither .npy nor .npz
+        raise DataError(
+            f"{path}: not an .npz archive (reading it would need pickle, which is refused); "
+            f"{save_hint}"
+        ) from exc
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: holds a single .npy array, not an .npz archive; {save_hint}")
+    with loaded as archive:
+        missing = [k for k in ("x", "y") if k not in archive.files]
+        if missing:
+            raise DataError(
+                f"{path}: the .npz file lacks array(s) {missing}; it has {archive.files}; "
+                f"{save_hint}"
+            )
+        try:
+            return archive["x"], archive["y"]
+        except ValueError as exc:  # object arrays need pickle, which we refuse
+            raise DataError(
+                f"{path}: contains object arrays, which need pickle to load and are refused; "
+                "store numeric arrays only"
+            ) from exc
+        except (zipfile.BadZipFile, EOFError) as exc:
+            raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+
+
 def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
             rows = list(csv.reader(fh))
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read as UTF-8 CSV ({exc})") from exc
@@ -131,7 +153,7 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, tu
             values = [float(v) for i, v in enumerate(row) if i != label_at]
         except ValueError:
             raise DataError(f"{path}: line {r} has a non-numeric value") from None
-        if label != int(label):
+        if not label.is_integer():  # also NaN and inf, which int() cannot convert
             raise DataError(f"{path}: line {r}: label {row[label_at]!r} is not an integer")
         y[r - 2] = int(label)
         x[r - 2] = values
@@ -151,6 +173,10 @@ def _finish(
         raise DataError(f"{name}: x must be (n_samples, ...), got shape {x.shape}")
     if y.ndim != 1:
         raise DataError(f"{name}: y must be 1-D, got shape {y.shape}")
+    if len(x) != len(y):
+        raise DataError(f"{name}: x has {len(x)} samples but y has {len(y)} labels")
+    if len(y) == 0:
+        raise DataError(f"{name}: the dataset is empty")
     if len(y) and y.min() < 0:
         raise DataError(f"{name}: labels must be non-negative integers, found {int(y.min())}")
     x = x.astype(np.float32)

@@ -2,7 +2,9 @@
 
 Accepted formats, chosen because loading them cannot run arbitrary Python code:
 
-* ``.pt2``: a ``torch.export`` program (``torch.export.save``);
+* ``.pt2``: a ``torch.export`` program (``torch.export.save``); ``torch.export.load`` itself is
+  not safe, so the archive is first checked to hold only tensors and plain graph data
+  (:mod:`mlwarden.models._export_archive`);
 * ``.pt`` / ``.ts`` / ``.torchscript``: a TorchScript archive (``torch.jit.save``);
 * ``.skops``: a scikit-learn estimator saved with ``skops.io.dump``; only scikit-learn, NumPy and
   SciPy types are trusted;
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mlwarden.errors import ModelError, UnsafeModelError
+from mlwarden.errors import ModelError, SignatureError, UnsafeModelError
 from mlwarden.models.base import Classifier, ModelInfo
 
 __all__ = ["SIDECAR_SUFFIX", "load_model", "read_sidecar", "sha256_file"]
@@ -36,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".mlwarden.json"
 _PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib", ".sav", ".dill", ".pth", ".ckpt", ".bin"}
-_TORCHSCRIPT_SUFFIXES = {".pt", ".ts", ".torchscript"}
+_TORCH_SUFFIXES = {".pt2", ".pt", ".ts", ".torchscript"}
+_SUPPORTED_SUFFIXES = _TORCH_SUFFIXES | {".skops", ".onnx"}
 _TRUSTED_SKOPS_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 _UNSAFE_ADVICE = (
     "Pickle-based files can run arbitrary code when loaded, so mlwarden never loads them. "
@@ -75,17 +78,30 @@ def load_model(
     n_classes: int | None = None,
     clip_range: tuple[float, float] | None = None,
     device: str = "cpu",
+    require_signature: str | Path | None = None,
 ) -> Classifier:
     """Load the model named by ``spec`` (a path or ``zoo:NAME``) as a :class:`Classifier`.
 
+    Parameters
+    ----------
+    require_signature
+        A PEM public key: the file is read only after its signature (``FILE.sig``, or the
+        folder's ``model.sig``) verifies with this key (:mod:`mlwarden.supplychain.signing`).
+
     Raises
     ------
+    SignatureError
+        ``require_signature`` is given and the model has no valid signature by that key.
     UnsafeModelError
         The file is a pickle (or a ``torch.save`` checkpoint) that could execute code.
     ModelError
         The file is missing, unreadable, or its shape/classes cannot be determined.
     """
     text = str(spec)
+    if require_signature is not None and text.startswith("zoo:"):
+        raise SignatureError(
+            f"{text} is trained locally and has no signature; --require-signature needs a model file"
+        )
     if text.startswith("zoo:"):
         from mlwarden.models.zoo import load_zoo_model
 
@@ -95,6 +111,21 @@ def load_model(
         raise ModelError(f"model file {text!r} does not exist (or use zoo:digits-cnn)")
     if path.is_dir():
         raise ModelError(f"model path {text!r} is a directory; give the model file itself")
+    if require_signature is not None:
+        from mlwarden.supplychain.signing import verify_before_load
+
+        verify_before_load(path, require_signature)
+    # Decide whether the file is safe to read before anything else, so an unsafe file is refused
+    # as such even when its input shape is unknown.
+    suffix = path.suffix.lower()
+    if suffix in _PICKLE_SUFFIXES:
+        raise UnsafeModelError(f"refusing to load {path.name}: {_UNSAFE_ADVICE}")
+    if suffix not in _SUPPORTED_SUFFIXES:
+        raise ModelError(
+            f"unsupported model format {suffix or '(no extension)'!r} for {path.name}; "
+            "use .pt2 (torch.export), .pt (TorchScript), .skops or .onnx"
+        )
+    torch_kind = _torch_archive_kind(path) if suffix in _TORCH_SUFFIXES else None
     meta = read_sidecar(path)
     shape = input_shape or _tuple(meta.get("input_shape"))
     if shape is None:
@@ -104,25 +135,17 @@ def load_model(
         )
     classes = n_classes or meta.get("n_classes")
     rng = clip_range or _tuple(meta.get("clip_range")) or (0.0, 1.0)
-    suffix = path.suffix.lower()
 
-    if suffix in _PICKLE_SUFFIXES:
-        raise UnsafeModelError(f"refusing to load {path.name}: {_UNSAFE_ADVICE}")
-    if suffix == ".pt2" or suffix in _TORCHSCRIPT_SUFFIXES:
-        classifier: Classifier = _load_torch(path, suffix, shape, classes, rng, device)
+    if torch_kind is not None:
+        classifier: Classifier = _load_torch(path, torch_kind, shape, classes, rng, device)
     elif suffix == ".skops":
         classifier = _load_skops(path, shape, classes, rng)
-    elif suffix == ".onnx":
+    else:
         from mlwarden.models.onnx import OnnxClassifier
 
         if classes is None:
             classes = _probe_onnx_classes(path, shape)
         classifier = OnnxClassifier(path, input_shape=shape, n_classes=int(classes), clip_range=rng)
-    else:
-        raise ModelError(
-            f"unsupported model format {suffix or '(no extension)'!r} for {path.name}; "
-            "use .pt2 (torch.export), .pt (TorchScript), .skops or .onnx"
-        )
     classifier.info = ModelInfo(
         path=str(path),
         format=suffix.lstrip("."),
@@ -147,9 +170,42 @@ def _zip_names(path: Path) -> list[str] | None:
         return None
 
 
+def _torch_archive_kind(path: Path) -> str:
+    """``"export"`` or ``"script"``; refuses pickles and archives that could run code."""
+    names = _zip_names(path)
+    if names is None:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+        if head[:1] == b"\x80":  # the PROTO opcode that starts every pickle since protocol 2
+            raise UnsafeModelError(
+                f"refusing to load {path.name}: it is not a zip archive but a pickle, so it is a "
+                f"legacy torch.save file. {_UNSAFE_ADVICE}"
+            )
+        raise ModelError(
+            f"{path.name}: not a PyTorch program (the file is not a zip archive, or it is damaged); "
+            "export the model with torch.export.save (.pt2) or torch.jit.save (.pt)"
+        )
+    if any(n.endswith("archive_format") or "/models/" in n for n in names):
+        from mlwarden.models._export_archive import check_export_archive
+
+        check_export_archive(path)
+        return "export"
+    if any("/code/" in n for n in names):
+        return "script"
+    if any(n.endswith("data.pkl") for n in names):
+        raise UnsafeModelError(
+            f"refusing to load {path.name}: it is a torch.save checkpoint (pickled state), not "
+            f"an exported program. {_UNSAFE_ADVICE}"
+        )
+    raise ModelError(
+        f"{path.name}: a zip archive but not a PyTorch program; export the model with "
+        "torch.export.save (.pt2) or torch.jit.save (.pt)"
+    )
+
+
 def _load_torch(
     path: Path,
-    suffix: str,
+    kind: str,
     shape: tuple[int, ...],
     n_classes: int | None,
     clip_range: tuple[float, float],
@@ -159,21 +215,8 @@ def _load_torch(
 
     from mlwarden.models.torch import TorchClassifier
 
-    names = _zip_names(path)
-    if names is None:
-        raise UnsafeModelError(
-            f"refusing to load {path.name}: it is not a zip archive, so it is a legacy "
-            f"torch.save pickle (or not a PyTorch model). {_UNSAFE_ADVICE}"
-        )
-    is_export = any(n.endswith("archive_format") or "/models/" in n for n in names)
-    is_script = any("/code/" in n for n in names)
-    if not (is_export or is_script):
-        raise UnsafeModelError(
-            f"refusing to load {path.name}: it is a torch.save checkpoint (pickled state), not "
-            f"an exported program. {_UNSAFE_ADVICE}"
-        )
     try:
-        if is_export:
+        if kind == "export":
             module = torch.export.load(str(path)).module()
         else:
             with warnings.catch_warnings():

@@ -56,7 +56,13 @@ class OnnxClassifier(Classifier):
         self.output = output
 
     def _predict_proba_batch(self, x: np.ndarray) -> np.ndarray:
-        outputs = self.session.run(None, {self._input_name: x})
+        try:
+            outputs = self.session.run(None, {self._input_name: x})
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(
+                f"ONNX Runtime could not run the model on inputs of shape {x.shape} "
+                f"(input_shape={self.input_shape}): {exc}"
+            ) from exc
         candidates = [o for o in outputs if isinstance(o, np.ndarray) and o.ndim == 2]
         if not candidates:
             raise ModelError("the ONNX model has no 2-D output of class scores")

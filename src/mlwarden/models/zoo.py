@@ -152,8 +152,9 @@ def save_torch_model(
 ) -> Path:
     """Export ``module`` with ``torch.export`` (dynamic batch) and write it and its sidecar."""
     from mlwarden.models.loading import SIDECAR_SUFFIX
+    from mlwarden.models.torch import _set_eval
 
-    module = module.eval()
+    _set_eval(module)  # exported graph modules (re-exported after hardening) refuse .eval()
     example = torch.zeros((2, *input_shape), dtype=torch.float32)
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
