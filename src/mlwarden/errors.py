@@ -11,7 +11,8 @@ exit code 2; anything else is a bug.
     ├── ConfigError            a configuration value or CLI option is invalid
     ├── DataError              a dataset is missing, malformed, or has bad values
     ├── ModelError             a model cannot be used as asked
-    │   └── UnsafeModelError   the file format could execute code when loaded (pickle, joblib)
+    │   ├── UnsafeModelError   the file format could execute code when loaded (pickle, joblib)
+    │   └── SignatureError     a signature is missing, damaged, or does not match the files
     ├── AttackError            an attack was given parameters or inputs it cannot work with
     └── ReportError            a report cannot be written
 """
@@ -26,6 +27,7 @@ __all__ = [
     "ModelError",
     "ReportError",
     "SecurityWarning",
+    "SignatureError",
     "UnsafeModelError",
 ]
 
@@ -48,6 +50,10 @@ class ModelError(MlwardenError):
 
 class UnsafeModelError(ModelError):
     """A model file is in a format that can run arbitrary code when loaded."""
+
+
+class SignatureError(ModelError):
+    """A model's signature is missing, damaged, made with another key, or does not match its files."""
 
 
 class AttackError(MlwardenError, ValueError):

@@ -1,0 +1,267 @@
+"""``mlwarden keygen | sign | verify | scan | audit-deps``: supply-chain controls for models."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from mlwarden.cli._console import console
+from mlwarden.errors import ConfigError
+from mlwarden.report.findings import Severity
+
+__all__ = ["audit_deps", "keygen", "scan", "sign", "verify"]
+
+_FORMATS = ("table", "json", "sarif")
+_STYLE = {
+    Severity.CRITICAL: "bold red",
+    Severity.HIGH: "red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+
+
+def _severity(value: str, option: str) -> Severity:
+    try:
+        return Severity(value.lower())
+    except ValueError:
+        raise ConfigError(
+            f"{option} {value!r} is not a severity; choose one of "
+            f"{', '.join(s.value for s in Severity)}"
+        ) from None
+
+
+def _output_format(fmt: str, out: Path | None) -> str:
+    fmt = fmt.lower()
+    if fmt not in _FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not one of {', '.join(_FORMATS)}")
+    if out is not None and fmt == "table":
+        raise ConfigError("--out writes a document; combine it with --format json or sarif")
+    return fmt
+
+
+def _emit(document: dict, out: Path | None) -> None:
+    from mlwarden._io import atomic_write_text
+
+    text = json.dumps(document, indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        atomic_write_text(out, text)
+        console.print(f"wrote [bold]{escape(str(out))}[/]")
+
+
+def _password(env_var: str | None) -> str | None:
+    if env_var is None:
+        return None
+    value = os.environ.get(env_var)
+    if not value:
+        raise ConfigError(f"--password-env {env_var}: the environment variable is not set")
+    return value
+
+
+def keygen(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for private.pem and public.pem."),
+    password_env: str | None = typer.Option(
+        None, "--password-env", help="Encrypt the private key with the password in this variable."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace keys already in --out."),
+) -> None:
+    """Generate an EC P-256 key pair for signing models."""
+    from mlwarden.supplychain.signing import generate_keypair
+
+    pair = generate_keypair(out, password=_password(password_env), overwrite=force)
+    console.print(f"private key: [bold]{escape(str(pair.private_key))}[/] (keep it secret)")
+    console.print(f"public key:  [bold]{escape(str(pair.public_key))}[/]")
+
+
+def sign(
+    model: Path = typer.Argument(..., help="Model file or folder to sign."),
+    key: Path = typer.Option(..., "--key", "-k", help="PEM private key."),
+    sig: Path | None = typer.Option(
+        None, "--sig", help="Signature file (default FOLDER/model.sig or FILE.sig)."
+    ),
+    cert: Path | None = typer.Option(
+        None, "--cert", help="Signing certificate for --key (certificate-based signing)."
+    ),
+    chain: list[Path] = typer.Option(
+        [], "--chain", help="Intermediate certificate(s) up to a trusted root (repeatable)."
+    ),
+    password_env: str | None = typer.Option(
+        None, "--password-env", help="Read the private key's password from this variable."
+    ),
+) -> None:
+    """Sign a model with OpenSSF model-signing (verifiable with `model_signing verify`)."""
+    from mlwarden.supplychain.signing import sign_model
+
+    path = sign_model(
+        model,
+        private_key=key,
+        signature=sig,
+        password=_password(password_env),
+        signing_certificate=cert,
+        certificate_chain=chain,
+    )
+    console.print(f"signed [bold]{escape(str(model))}[/] -> {escape(str(path))}")
+
+
+def verify(
+    model: Path = typer.Argument(..., help="Model file or folder to verify."),
+    pub: Path | None = typer.Option(None, "--pub", "-p", help="PEM public key of the signer."),
+    cert_chain: list[Path] = typer.Option(
+        [], "--cert-chain", help="Trusted root/intermediate certificates (certificate signatures)."
+    ),
+    sig: Path | None = typer.Option(
+        None, "--sig", help="Signature file (default FOLDER/model.sig or FILE.sig)."
+    ),
+) -> None:
+    """Verify a model's signature; exit 2 naming every changed, added, removed or renamed file."""
+    from mlwarden.supplychain.signing import verify_model
+
+    result = verify_model(model, public_key=pub, certificate_chain=cert_chain, signature=sig)
+    console.print(
+        f"[green]verified[/] {escape(str(model))}: {len(result.files)} file(s) signed by "
+        f"{escape(result.signer)}"
+    )
+
+
+def scan(
+    paths: list[Path] = typer.Argument(..., help="Files and folders to scan."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, json or sarif."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the JSON/SARIF here."),
+    fail_on: str = typer.Option(
+        "high", "--fail-on", help="Exit 1 when an issue is at least this severe."
+    ),
+) -> None:
+    """Scan model artifacts for code that would run when they are loaded (never loads them)."""
+    from mlwarden.supplychain.sarif import scan_to_sarif
+    from mlwarden.supplychain.scan import scan_paths
+
+    threshold = _severity(fail_on, "--fail-on")
+    fmt = _output_format(fmt, out)
+    report = scan_paths(paths)
+    if fmt == "table":
+        _print_scan(report)
+    else:
+        _emit(report.to_dict() if fmt == "json" else scan_to_sarif(report), out)
+    failing = report.at_or_above(threshold)
+    if fmt == "table" or out is not None:
+        verdict = (
+            f"[bold red]FAIL[/]: {len(failing)} issue(s) at or above {threshold.value}"
+            if failing
+            else f"[green]pass[/]: nothing at or above {threshold.value}"
+        )
+        console.print(
+            f"{len(report.files)} file(s), {report.bytes_scanned / 1e6:.1f} MB in "
+            f"{report.duration_s:.2f} s; {verdict}"
+        )
+    if failing:
+        raise typer.Exit(code=1)
+
+
+def _print_scan(report: object) -> None:
+    from mlwarden.supplychain.scan import ScanReport
+
+    assert isinstance(report, ScanReport)
+    table = Table(title="Artifact scan", show_lines=False)
+    for column in ("file", "format", "verdict", "issues"):
+        table.add_column(column, overflow="fold")
+    for record in report.files:
+        worst = record.max_severity
+        if worst is not None:
+            verdict = f"[{_STYLE[worst]}]{worst.value}[/]"
+        elif not record.scanned:
+            verdict = "[yellow]unscanned[/]"
+        elif record.safe_by_construction:
+            verdict = "[green]safe by construction[/]"
+        else:
+            verdict = "[green]clean[/]"
+        issues = "\n".join(
+            f"[{_STYLE[i.severity]}]{i.severity.value}[/] {escape(i.message)}"
+            + (f" ({escape(i.path)})" if i.path != record.path else "")
+            for i in sorted(record.issues, key=lambda i: -i.severity.rank)
+        )
+        notes = "\n".join(f"[dim]{escape(n)}[/]" for n in record.notes if "unscanned" in n)
+        table.add_row(
+            escape(record.path), record.format, verdict, "\n".join(x for x in (issues, notes) if x)
+        )
+    console.print(table)
+    if report.skipped:
+        console.print(f"[dim]{len(report.skipped)} other file(s) are not model artifacts[/]")
+
+
+def audit_deps(
+    requirements: Path | None = typer.Option(
+        None, "--requirements", "-r", help="Pinned requirements file (name==version)."
+    ),
+    environment: bool = typer.Option(
+        False, "--environment", help="Audit the packages installed in this environment."
+    ),
+    db: Path | None = typer.Option(
+        None, "--db", help="Local OSV advisories: a folder of .json files or osv.dev's all.zip."
+    ),
+    online: bool = typer.Option(
+        False, "--online", help="Query the OSV API (https://api.osv.dev) instead of --db."
+    ),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, json or sarif."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the JSON/SARIF here."),
+    fail_on: str = typer.Option(
+        "low", "--fail-on", help="Exit 1 when a vulnerability is at least this severe."
+    ),
+) -> None:
+    """Match dependencies against OSV advisories; exit 1 when one is vulnerable."""
+    from mlwarden.supplychain.deps import (
+        AdvisorySource,
+        LocalOsvDatabase,
+        OsvApi,
+        audit,
+        installed_packages,
+        read_requirements,
+    )
+    from mlwarden.supplychain.sarif import audit_to_sarif
+
+    if (requirements is None) == (not environment):
+        raise ConfigError("give exactly one of --requirements FILE or --environment")
+    if (db is None) == (not online):
+        raise ConfigError("give exactly one of --db DIR (offline advisories) or --online")
+    threshold = _severity(fail_on, "--fail-on")
+    fmt = _output_format(fmt, out)
+    if requirements is not None:
+        packages, unpinned = read_requirements(requirements)
+    else:
+        packages, unpinned = installed_packages(), []
+    source: AdvisorySource = LocalOsvDatabase(db) if db is not None else OsvApi()
+    report = audit(packages, source, unpinned=unpinned)
+    if fmt == "table":
+        table = Table(title=f"Dependency audit ({escape(report.database)})")
+        for column in ("package", "version", "advisory", "severity", "fixed in", "summary"):
+            table.add_column(column, overflow="fold")
+        for vuln in report.vulnerabilities:
+            table.add_row(
+                escape(vuln.package.name),
+                escape(vuln.package.version),
+                escape(vuln.id),
+                f"[{_STYLE[vuln.severity]}]{vuln.severity.value}[/]",
+                escape(vuln.fix),
+                escape(vuln.summary),
+            )
+        console.print(table)
+        for line in report.unpinned:
+            console.print(f"[yellow]not audited (not pinned):[/] {escape(line)}")
+        for problem in report.problems:
+            console.print(f"[yellow]warning:[/] {escape(problem)}")
+    else:
+        _emit(report.to_dict() if fmt == "json" else audit_to_sarif(report), out)
+    failing = report.at_or_above(threshold)
+    if fmt == "table" or out is not None:
+        console.print(
+            f"{len(report.packages)} package(s), {len(report.vulnerabilities)} vulnerability(ies)"
+            f" ({report.withdrawn} withdrawn advisory(ies) ignored)"
+        )
+    if failing:
+        raise typer.Exit(code=1)

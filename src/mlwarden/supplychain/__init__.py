@@ -1,0 +1,1 @@
+"""Supply-chain controls: sign and verify models, scan serialized artifacts, audit dependencies."""
