@@ -1,0 +1,24 @@
+"""Input detectors: fitted on clean data, calibrated to a false-positive rate, saved without pickle."""
+
+from mlwarden.defenses.detectors.base import DETECTOR_FORMAT, Detector, load_detector
+from mlwarden.defenses.detectors.features import penultimate_features
+from mlwarden.defenses.detectors.knn import KNNDetector
+from mlwarden.defenses.detectors.mahalanobis import MahalanobisDetector
+from mlwarden.defenses.detectors.registry import detector_names, get_detector, register
+from mlwarden.defenses.detectors.squeeze import FeatureSqueezing
+
+for _cls in (FeatureSqueezing, MahalanobisDetector, KNNDetector):
+    register(_cls.name, _cls)
+
+__all__ = [
+    "DETECTOR_FORMAT",
+    "Detector",
+    "FeatureSqueezing",
+    "KNNDetector",
+    "MahalanobisDetector",
+    "detector_names",
+    "get_detector",
+    "load_detector",
+    "penultimate_features",
+    "register",
+]
