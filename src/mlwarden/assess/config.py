@@ -16,6 +16,8 @@ Example ``assess.yaml``::
       fail_under:
         clean_accuracy: 0.9
         robust_accuracy@0.05: 0.6
+    smoothing: {sigma: 0.25, n: 10000}  # certify a smoothed model (sigma defaults to the sidecar's)
+    detectors: [feature-squeezing, mahalanobis]  # input detectors to evaluate (optional)
 
 A gate ``metric: threshold`` fails when the measured metric is below the threshold. Metrics are
 ``clean_accuracy`` and ``robust_accuracy@EPS`` (the worst accuracy over all attacks at ε=EPS);
@@ -34,7 +36,14 @@ import yaml
 
 from mlwarden.errors import ConfigError
 
-__all__ = ["DEFAULT_ATTACKS", "AssessConfig", "Gate", "load_config", "parse_gate"]
+__all__ = [
+    "DEFAULT_ATTACKS",
+    "SMOOTHING_DEFAULTS",
+    "AssessConfig",
+    "Gate",
+    "load_config",
+    "parse_gate",
+]
 
 DEFAULT_ATTACKS = ("fgsm", "pgd", "square")
 _METRIC = re.compile(
@@ -81,8 +90,8 @@ def _check_metric(metric: str, threshold: Any, source: str) -> Gate:
             eps = float(match["eps"])
         except ValueError:
             raise ConfigError(f"{source}: bad epsilon in {metric!r}") from None
-        if not math.isfinite(eps) or eps < 0:
-            raise ConfigError(f"{source}: epsilon in {metric!r} must be >= 0")
+        if not math.isfinite(eps) or eps <= 0:
+            raise ConfigError(f"{source}: epsilon in {metric!r} must be > 0")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
         raise ConfigError(f"{source}: threshold for {metric!r} must be a number, got {threshold!r}")
     if not 0.0 <= float(threshold) <= 1.0:
@@ -118,6 +127,8 @@ class AssessConfig:
     examples: int = 8
     clip_range: list[float] | None = None
     gates: list[Gate] = field(default_factory=list)
+    smoothing: dict[str, Any] | None = None
+    detectors: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         self._validate()
@@ -162,6 +173,10 @@ class AssessConfig:
                     f"attack_params.{name}: {sorted(reserved)} are set by the assessment "
                     "(use epsilons, norm, seed at the top level)"
                 )
+            try:  # constructors only store their keywords: a misspelt one fails here, not mid-run
+                get_attack(name)(eps=1.0, **params)
+            except TypeError as exc:
+                raise ConfigError(f"attack_params.{name}: {exc}") from None
         if self.max_samples is not None and (
             isinstance(self.max_samples, bool)
             or not isinstance(self.max_samples, int)
@@ -192,6 +207,9 @@ class AssessConfig:
                 f"clip_range must be [low, high] with low < high, got {self.clip_range!r}"
             )
 
+        self.smoothing = _check_smoothing(self.smoothing)
+        self.detectors = _check_detectors(self.detectors)
+
     def with_gates(self, gates: list[Gate]) -> AssessConfig:
         """A copy with ``gates`` added; the ε of every gate joins the ε grid."""
         merged = {g.metric: g for g in [*self.gates, *gates]}
@@ -213,6 +231,82 @@ class AssessConfig:
         return values
 
 
+SMOOTHING_DEFAULTS: dict[str, Any] = {
+    "n0": 100,
+    "n": 10_000,
+    "alpha": 0.001,
+    "max_samples": 100,
+    "batch_size": 2048,
+}
+"""Certification settings used when ``smoothing`` gives only ``sigma`` (or none at all)."""
+
+
+def _check_smoothing(value: Any) -> dict[str, Any] | None:
+    """``smoothing: {sigma, n0, n, alpha, max_samples, batch_size}`` with defaults filled in.
+
+    ``sigma`` may be left out (or null) to take it from the model's sidecar.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"smoothing must be a mapping such as {{sigma: 0.25}}, got {value!r}")
+    unknown = sorted(set(value) - {"sigma", *SMOOTHING_DEFAULTS})
+    if unknown:
+        raise ConfigError(
+            f"smoothing: unknown setting(s) {unknown}; allowed: sigma, {', '.join(SMOOTHING_DEFAULTS)}"
+        )
+    merged = {"sigma": None, **SMOOTHING_DEFAULTS, **value}
+    sigma, alpha = merged["sigma"], merged["alpha"]
+    if sigma is not None and (
+        isinstance(sigma, bool)
+        or not isinstance(sigma, (int, float))
+        or not (math.isfinite(sigma) and sigma > 0)
+    ):
+        raise ConfigError(f"smoothing.sigma must be a number > 0, got {sigma!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise ConfigError(f"smoothing.alpha must be in (0, 1), got {alpha!r}")
+    for key in ("n0", "n", "max_samples", "batch_size"):
+        count = merged[key]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError(f"smoothing.{key} must be a positive integer, got {count!r}")
+    return {**merged, "sigma": None if sigma is None else float(sigma), "alpha": float(alpha)}
+
+
+def _check_detectors(value: Any) -> list[dict[str, Any]] | None:
+    """``detectors`` as a list of ``{name, params}``.
+
+    Accepted forms: a list of names (``[feature-squeezing, mahalanobis]``), a mapping of name to
+    parameters (``{feature-squeezing: {bit_depth: 3}}``), or a list of ``{name, params}``.
+    """
+    if value is None:
+        return None
+    from mlwarden.defenses.detectors import get_detector
+
+    if isinstance(value, dict):
+        items = [{"name": k, "params": v} for k, v in value.items()]
+    elif isinstance(value, list) and value:
+        items = [{"name": v, "params": {}} if isinstance(v, str) else v for v in value]
+    else:
+        raise ConfigError(f"detectors must be a non-empty list or mapping, got {value!r}")
+    specs = []
+    for item in items:
+        if not isinstance(item, dict) or set(item) - {"name", "params"} or "name" not in item:
+            raise ConfigError(f"detectors: each entry is a name or {{name, params}}, got {item!r}")
+        name, params = str(item["name"]), item.get("params") or {}
+        cls = get_detector(name)
+        if not isinstance(params, dict):
+            raise ConfigError(f"detectors.{name}: params must be a mapping, got {params!r}")
+        try:  # constructors only store their keywords: a misspelt one fails here
+            cls(None, **params)
+        except TypeError as exc:
+            raise ConfigError(f"detectors.{name}: {exc}") from None
+        specs.append({"name": name, "params": dict(params)})
+    names = [spec["name"] for spec in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"detectors: each detector may appear once, got {names}")
+    return specs
+
+
 _KEYS = {
     "seed",
     "epsilons",
@@ -224,6 +318,8 @@ _KEYS = {
     "examples",
     "clip_range",
     "policy",
+    "smoothing",
+    "detectors",
 }
 
 
@@ -236,6 +332,10 @@ def load_config(path: str | Path | None) -> AssessConfig:
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {exc.problem or exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if raw is None:

@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable
 
 from mlwarden import __version__
+from mlwarden.assess.certification import run_certification, smoothing_settings
 from mlwarden.assess.config import AssessConfig, Gate
+from mlwarden.assess.detection import resolve_train_data, run_detection
 from mlwarden.assess.evasion import plan_attacks, run_evasion
 from mlwarden.data.dataset import Dataset
 from mlwarden.errors import ConfigError, DataError
@@ -19,9 +21,17 @@ __all__ = ["assess", "count_steps", "evaluate_gates"]
 
 
 def count_steps(classifier: Classifier, config: AssessConfig) -> int:
-    """How many progress steps :func:`assess` reports (one per attack and ε, plus one)."""
+    """How many progress steps :func:`assess` reports (one per attack and ε, plus one).
+
+    Certification adds one step; detection adds one per detection attack and per detector.
+    """
     names, _ = plan_attacks(config, classifier)
-    return len(names) * len(config.epsilons) + 1
+    steps = len(names) * len(config.epsilons) + 1
+    if smoothing_settings(classifier, config) is not None:
+        steps += 1
+    if config.detectors:
+        steps += (2 if classifier.differentiable else 1) + len(config.detectors)
+    return steps
 
 
 def _check_compatible(classifier: Classifier, data: Dataset) -> None:
@@ -64,16 +74,26 @@ def assess(
     data: Dataset,
     config: AssessConfig,
     *,
+    train_data: Dataset | None = None,
     on_step: Callable[[str], None] | None = None,
+    extra_findings: list[Finding] | None = None,
 ) -> Report:
     """Assess ``classifier`` on ``data`` and return the report.
 
     Parameters
     ----------
+    train_data
+        Clean data to fit and calibrate ``config.detectors`` on; for built-in evaluation data
+        the dataset's train split is used when omitted.
     on_step
         Called with a short description before each unit of work (for progress bars).
+    extra_findings
+        Findings of checks run outside this function (the supply-chain section), appended to
+        the report's findings.
     """
     _check_compatible(classifier, data)
+    if config.detectors:  # fail before the long evasion run when clean data is missing
+        train_data = resolve_train_data(data, train_data)
     started = time.perf_counter()
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     planned, _ = plan_attacks(config, classifier)
@@ -107,6 +127,27 @@ def assess(
     )
     findings.extend(evasion.findings)
     metrics.update(evasion.metrics)
+    sections = {"evasion": evasion.section}
+
+    smoothing = smoothing_settings(classifier, config)
+    if smoothing is not None:
+        certification = run_certification(classifier, sample, config, smoothing, on_step=on_step)
+        findings.extend(certification.findings)
+        metrics.update(certification.metrics)
+        sections["certification"] = certification.section
+    if config.detectors:
+        detection = run_detection(
+            classifier,
+            sample,
+            config,
+            train_data=train_data,
+            clean_predictions=clean_predictions,
+            on_step=on_step,
+        )
+        findings.extend(detection.findings)
+        metrics.update(detection.metrics)
+        sections["detection"] = detection.section
+    findings.extend(extra_findings or [])
     gates = evaluate_gates(config.gates, metrics)
 
     return Report(
@@ -131,7 +172,7 @@ def assess(
         findings=findings,
         gates=gates,
         metrics=metrics,
-        sections={"evasion": evasion.section},
+        sections=sections,
         created_at=created,
         duration_s=time.perf_counter() - started,
         tool_version=__version__,

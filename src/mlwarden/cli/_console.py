@@ -12,11 +12,13 @@ console = Console()
 
 def progress() -> Progress:
     """A progress bar on stderr, quiet when stderr is not a terminal."""
+    stderr = Console(stderr=True)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=stderr,
         transient=False,
+        disable=not stderr.is_terminal,
     )

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mlwarden import __version__
 from mlwarden.cli import assess as assess_cmd
+from mlwarden.cli import harden as harden_cmd
+from mlwarden.cli import supplychain as supplychain_cmd
 from mlwarden.cli import zoo as zoo_cmd
 from mlwarden.errors import MlwardenError
 
@@ -26,7 +30,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("assess")(assess_cmd.assess)
+app.command("keygen")(supplychain_cmd.keygen)
+app.command("sign")(supplychain_cmd.sign)
+app.command("verify")(supplychain_cmd.verify)
+app.command("scan")(supplychain_cmd.scan)
+app.command("audit-deps")(supplychain_cmd.audit_deps)
 app.add_typer(zoo_cmd.app, name="zoo")
+app.add_typer(harden_cmd.app, name="harden")
 
 
 def _version(value: bool) -> None:
@@ -48,26 +58,32 @@ def _root(
     )
 
 
+# Recent typer releases bundle their own copy of click, whose exceptions are not click's: take
+# the ClickException that typer.BadParameter derives from, whichever click typer runs on.
+_CLICK_EXCEPTION: Any = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one red line and exit code 2."""
     err = Console(stderr=True)
     try:
         code = app(args=argv, prog_name="mlwarden", standalone_mode=False)
     except MlwardenError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        # one line, printed literally: messages quote values such as robust_accuracy[pgd]@0.1
+        # that rich would otherwise take for markup tags
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except typer.Abort:
         err.print("[red]aborted[/]")
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return EXIT_USAGE
-        raise
+    except _CLICK_EXCEPTION as exc:  # usage errors: missing or malformed options
+        exc.show()
+        return EXIT_USAGE
     return int(code or 0)
 
 

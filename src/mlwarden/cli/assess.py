@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -36,6 +37,23 @@ def assess(
         None, "--max-samples", help="Override max_samples of the config."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Override the config's seed."),
+    require_signature: Path | None = typer.Option(
+        None,
+        "--require-signature",
+        help="PEM public key: refuse a model (and --artifacts) whose signature does not verify.",
+    ),
+    artifacts: Path | None = typer.Option(
+        None, "--artifacts", help="Folder the model ships in: adds a supply-chain section."
+    ),
+    advisories: Path | None = typer.Option(
+        None, "--advisories", help="Local OSV advisories for the --artifacts dependency audit."
+    ),
+    train_data: str | None = typer.Option(
+        None,
+        "--train-data",
+        help="Clean training data to fit detectors on (same formats as --data); built-in data "
+        "uses its train split.",
+    ),
 ) -> None:
     """Assess a model's robustness and write a report; exit 3 when a policy gate fails."""
     from mlwarden.assess import assess as run_assessment
@@ -57,15 +75,28 @@ def assess(
     gates = [parse_gate(g) for g in fail_under]
     if gates:
         settings = settings.with_gates(gates)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory")
+    _check_out(out)
 
     dataset = load_dataset(
         data,
         label_column=label_column,
         clip_range=tuple(settings.clip_range) if settings.clip_range else None,  # type: ignore[arg-type]
     )
-    classifier = load_model(model, input_shape=dataset.input_shape, clip_range=dataset.clip_range)
+    classifier = load_model(
+        model,
+        input_shape=dataset.input_shape,
+        clip_range=dataset.clip_range,
+        require_signature=require_signature,
+    )
+    supply_chain = None
+    if artifacts is not None:
+        from mlwarden.supplychain.findings import supply_chain_findings
+
+        if not artifacts.exists():
+            raise ConfigError(f"--artifacts {artifacts} does not exist")
+        supply_chain = supply_chain_findings(
+            artifacts, public_key=require_signature, advisories=advisories
+        )
     if settings.clip_range is None and classifier.clip_range != dataset.clip_range:
         raise ConfigError(
             f"the model's valid input range {classifier.clip_range} differs from the data's "
@@ -80,7 +111,24 @@ def assess(
             bar.update(task, description=description, advance=0 if first else 1)
             first = False
 
-        report = run_assessment(classifier, dataset, settings, on_step=on_step)
+        clean_train = (
+            load_dataset(
+                train_data,
+                label_column=label_column,
+                n_classes=dataset.n_classes,
+                clip_range=dataset.clip_range,
+            )
+            if train_data is not None
+            else None
+        )
+        report = run_assessment(
+            classifier,
+            dataset,
+            settings,
+            train_data=clean_train,
+            on_step=on_step,
+            extra_findings=supply_chain,
+        )
         bar.update(task, description="done", completed=bar.tasks[0].total)
     paths = write_reports(report, out)
     _print_summary(report)
@@ -89,6 +137,19 @@ def assess(
     )
     if not report.passed:
         raise typer.Exit(code=3)
+
+
+def _check_out(out: Path) -> None:
+    """Fail before the attacks run, not after, when the reports could not be written."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: cannot create a directory there, {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {existing} is not writable")
 
 
 def _print_summary(report: object) -> None:
@@ -110,8 +171,42 @@ def _print_summary(report: object) -> None:
     console.print(table)
     for reason in section["skipped"]:
         console.print(f"[yellow]skipped:[/] {reason}")
+    _print_defenses(report.sections)
     for gate in report.gates:
         value = "missing" if gate.value is None else f"{gate.value:.3f}"
         mark = "[green]pass[/]" if gate.passed else "[bold red]FAIL[/]"
         console.print(f"gate {gate.metric} ≥ {gate.threshold}: {value} {mark}")
     console.print(f"highest severity: {report.max_severity.value}")
+
+
+def _print_defenses(sections: dict[str, object]) -> None:
+    """One table each for certification and detection, when they ran."""
+    certification = sections.get("certification")
+    if isinstance(certification, dict):
+        table = Table(title=f"Certified accuracy (L2, σ={certification['sigma']:g})")
+        for row in certification["table"]:
+            table.add_column(f"r={row['radius']:g}", justify="right")
+        table.add_row(*[f"{row['certified_accuracy']:.1%}" for row in certification["table"]])
+        console.print(table)
+    detection = sections.get("detection")
+    if isinstance(detection, dict):
+        table = Table(title=f"Detectors at ε={detection['eps']:g}, {detection['fpr']:.0%} FPR")
+        table.add_column("detector")
+        for name in detection["attacks"]:
+            table.add_column(f"{name} AUC / detected", justify="right")
+        table.add_column("adaptive: undetected", justify="right")
+        for row in detection["detectors"]:
+            cells = []
+            for name in detection["attacks"]:
+                stats = row["attacks"][name]
+                auc = "n/a" if stats["roc_auc"] is None else f"{stats['roc_auc']:.3f}"
+                rate = (
+                    "n/a" if stats["detection_rate"] is None else f"{stats['detection_rate']:.1%}"
+                )
+                cells.append(f"{auc} / {rate}")
+            adaptive = row["adaptive"]
+            verdict = "n/a" if adaptive is None else f"{adaptive['evasion_rate']:.1%}"
+            if row["bypassed"]:
+                verdict = f"[bold red]{verdict} bypassed[/]"
+            table.add_row(row["name"], *cells, verdict)
+        console.print(table)

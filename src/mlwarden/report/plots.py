@@ -11,7 +11,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["accuracy_vs_eps_png", "adversarial_examples_png"]
+__all__ = [
+    "accuracy_vs_eps_png",
+    "adversarial_examples_png",
+    "certified_accuracy_png",
+    "training_curve_png",
+]
 
 _PNG_META = {"Software": None}
 
@@ -75,4 +80,47 @@ def adversarial_examples_png(examples: dict[str, Any]) -> bytes:
     fig.suptitle(
         f"{examples['attack'].upper()} at ε={examples['eps']:g}: clean / adversarial / perturbation"
     )
+    return _to_png(fig)
+
+
+def certified_accuracy_png(section: dict[str, Any]) -> bytes:
+    """Certified accuracy against the L2 radius, from the certification section."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    radii = [row["radius"] for row in section["curve"]]
+    accuracy = [row["certified_accuracy"] for row in section["curve"]]
+    ax.step(radii, accuracy, where="post", label=f"σ={section['sigma']:g}")
+    ax.axvline(
+        section["max_certifiable_radius"],
+        color="gray",
+        linestyle=":",
+        label="largest certifiable radius",
+    )
+    ax.set_xlabel("L2 radius")
+    ax.set_ylabel("certified accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"Certified accuracy (n={section['n']}, α={section['alpha']:g})")
+    return _to_png(fig)
+
+
+def training_curve_png(history: list[dict[str, Any]], title: str) -> bytes:
+    """Held-out clean, robust and noisy accuracy per epoch of a hardening run."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    epochs = [row["epoch"] for row in history]
+    for key, label in (
+        ("clean_accuracy", "clean"),
+        ("robust_accuracy", "PGD robust"),
+        ("noisy_accuracy", "under noise σ"),
+    ):
+        values = [row.get(key) for row in history]
+        if any(v is not None for v in values):
+            points = [float("nan") if v is None else float(v) for v in values]
+            ax.plot(epochs, points, marker="o", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
     return _to_png(fig)

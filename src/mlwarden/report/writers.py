@@ -15,8 +15,13 @@ import jinja2
 import yaml
 
 from mlwarden._io import atomic_write_text
+from mlwarden.errors import ReportError
 from mlwarden.report.findings import Report, Severity
-from mlwarden.report.plots import accuracy_vs_eps_png, adversarial_examples_png
+from mlwarden.report.plots import (
+    accuracy_vs_eps_png,
+    adversarial_examples_png,
+    certified_accuracy_png,
+)
 
 __all__ = ["render_html", "to_sarif", "write_html", "write_json", "write_reports", "write_sarif"]
 
@@ -128,6 +133,11 @@ def render_html(report: Report) -> str:
         examples_plot=_b64(adversarial_examples_png(evasion["examples"]))
         if evasion.get("examples")
         else None,
+        certification=doc["sections"].get("certification"),
+        certification_plot=_b64(certified_accuracy_png(doc["sections"]["certification"]))
+        if doc["sections"].get("certification")
+        else None,
+        detection=doc["sections"].get("detection"),
         findings=[
             {**f.to_dict(), "refs": [t.to_dict() for t in f.taxonomy.refs()]} for f in findings
         ],
@@ -143,8 +153,11 @@ def write_html(report: Report, path: str | Path) -> Path:
 def write_reports(report: Report, out_dir: str | Path) -> dict[str, Path]:
     """Write ``report.json``, ``report.sarif`` and ``report.html`` into ``out_dir``."""
     out = Path(out_dir)
-    return {
-        "json": write_json(report, out / "report.json"),
-        "sarif": write_sarif(report, out / "report.sarif"),
-        "html": write_html(report, out / "report.html"),
-    }
+    try:
+        return {
+            "json": write_json(report, out / "report.json"),
+            "sarif": write_sarif(report, out / "report.sarif"),
+            "html": write_html(report, out / "report.html"),
+        }
+    except OSError as exc:
+        raise ReportError(f"cannot write the reports into {out}: {exc}") from exc
