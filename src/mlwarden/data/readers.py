@@ -51,7 +51,9 @@ def load_dataset(
         if len(parts) == 3:
             split = parts[2]
         elif len(parts) != 2:
-            raise DataError(f"bad dataset spec {spec!r}; use builtin:NAME or builtin:NAME:train|test")
+            raise DataError(
+                f"bad dataset spec {spec!r}; use builtin:NAME or builtin:NAME:train|test"
+            )
         if split not in ("train", "test"):
             raise DataError(f"bad split {split!r} in {spec!r}; use train or test")
         splits = load_builtin(parts[1])

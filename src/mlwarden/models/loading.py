@@ -254,7 +254,9 @@ def _load_skops(
         estimator = sio.load(str(path), trusted=list(untrusted))
     except Exception as exc:
         raise ModelError(f"{path.name}: cannot load the skops file ({exc})") from exc
-    return SklearnClassifier(estimator, input_shape=shape, n_classes=n_classes, clip_range=clip_range)
+    return SklearnClassifier(
+        estimator, input_shape=shape, n_classes=n_classes, clip_range=clip_range
+    )
 
 
 def _probe_onnx_classes(path: Path, shape: tuple[int, ...]) -> int:

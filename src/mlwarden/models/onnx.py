@@ -33,14 +33,15 @@ class OnnxClassifier(Classifier):
         output: OutputKind = "auto",
     ) -> None:
         super().__init__(
-            input_shape=input_shape, n_classes=n_classes, clip_range=clip_range, batch_size=batch_size
+            input_shape=input_shape,
+            n_classes=n_classes,
+            clip_range=clip_range,
+            batch_size=batch_size,
         )
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ModelError(
-                "ONNX models need onnxruntime: pip install 'mlwarden[onnx]'"
-            ) from exc
+            raise ModelError("ONNX models need onnxruntime: pip install 'mlwarden[onnx]'") from exc
         if output not in ("auto", "logits", "probabilities"):
             raise ModelError(f"output must be auto, logits or probabilities, got {output!r}")
         options = ort.SessionOptions()

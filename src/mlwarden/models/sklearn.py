@@ -50,7 +50,9 @@ class SklearnClassifier(Classifier):
             batch_size=batch_size,
         )
         if inferred > self.n_classes:
-            raise ModelError(f"the estimator predicts label {inferred - 1} >= n_classes={self.n_classes}")
+            raise ModelError(
+                f"the estimator predicts label {inferred - 1} >= n_classes={self.n_classes}"
+            )
         self.estimator = estimator
         self._columns = classes.astype(np.int64)
 

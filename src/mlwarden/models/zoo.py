@@ -142,9 +142,7 @@ def _entry(name: str) -> ZooEntry:
     try:
         return ZOO[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown zoo model {name!r}; choose one of: {', '.join(ZOO)}"
-        ) from None
+        raise ConfigError(f"unknown zoo model {name!r}; choose one of: {', '.join(ZOO)}") from None
 
 
 def save_torch_model(
@@ -200,7 +198,9 @@ def train_zoo_model(name: str, out: str | Path, *, seed: int = 0) -> Path:
     }
     if entry.suffix == ".pt2":
         metadata["training"]["test_accuracy"] = _accuracy_torch(model, splits)
-        return save_torch_model(model, path, input_shape=splits.train.input_shape, metadata=metadata)
+        return save_torch_model(
+            model, path, input_shape=splits.train.input_shape, metadata=metadata
+        )
     import skops.io as sio
 
     metadata["training"]["test_accuracy"] = float(model.score(splits.test.x, splits.test.y))
