@@ -72,7 +72,7 @@ SPEEDUP_FLOOR = 1.5  # ART ÷ mlwarden, at least
 ACCURACY_GAP_FLOOR = 0.02  # |robust accuracy mlwarden − ART|, at most
 BASELINE_PASSES = 10  # per side of the mlwarden runs, in each round
 NOISY_IQR = 0.10  # above this spread of per-round ratios, say the machine was noisy
-DEFAULT_ROUNDS = 15  # ratio rounds (about 1.5 s each on an idle machine)
+DEFAULT_ROUNDS = 30  # ratio rounds (about 1.5 s each on an idle machine)
 DEFAULT_ART_ROUNDS = 5  # ART rounds (about 2.5 s each)
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "pgd.json"
 
