@@ -10,11 +10,23 @@ from mlwarden.errors import AttackError, ConfigError
 
 
 @pytest.mark.parametrize("name", attack_names())
-@pytest.mark.parametrize("eps", [-0.1, float("nan"), float("inf"), "0.1"])
+@pytest.mark.parametrize("eps", [-0.1, float("nan"), float("inf"), "0.1", True, np.float32(-0.1)])
 def test_attack_rejects_bad_eps(name, eps, tiny_vector_classifier, make_batch) -> None:
     x, y = make_batch(tiny_vector_classifier)
     with pytest.raises(AttackError, match=r"\beps\b"):
         get_attack(name)(eps=eps).generate(tiny_vector_classifier, x, y)
+
+
+@pytest.mark.parametrize("name", attack_names())
+def test_attack_accepts_numpy_scalar_eps_like_a_float(
+    name, tiny_vector_classifier, make_batch
+) -> None:
+    x, y = make_batch(tiny_vector_classifier)
+    from_numpy = get_attack(name)(eps=np.float32(0.25)).generate(tiny_vector_classifier, x, y)
+    from_float = get_attack(name)(eps=float(np.float32(0.25))).generate(
+        tiny_vector_classifier, x, y
+    )
+    np.testing.assert_array_equal(from_numpy.x_adv, from_float.x_adv)
 
 
 @pytest.mark.parametrize("name", attack_names())

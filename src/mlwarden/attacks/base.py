@@ -9,6 +9,7 @@ so that every attack returns an :class:`AttackResult` whose invariants hold by c
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Literal, final
@@ -120,7 +121,13 @@ class Attack(ABC):
         self.batch_size = batch_size
 
     def _validate_params(self) -> None:
-        if not isinstance(self.eps, (int, float)) or not math.isfinite(self.eps) or self.eps < 0:
+        # any real number (NumPy scalars included: ε often comes out of an array), but not a bool
+        if (
+            isinstance(self.eps, bool)
+            or not isinstance(self.eps, numbers.Real)
+            or not math.isfinite(self.eps)
+            or self.eps < 0
+        ):
             raise AttackError(f"{self.name}: eps must be a finite number >= 0, got {self.eps!r}")
         if self.norm not in self.supported_norms:
             raise AttackError(
