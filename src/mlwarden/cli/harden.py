@@ -12,7 +12,7 @@ from mlwarden.cli._console import console
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Harden a model: adversarial training, or Gaussian-noise training for randomized smoothing.",
+    help="Harden a model: adversarial training, Gaussian-noise training for randomized smoothing, or DP-SGD.",
     no_args_is_help=True,
 )
 
@@ -122,3 +122,9 @@ def smoothing(
         seed=seed,
     )
     _run(model, data, val_data, label_column, trainer, out)
+
+
+# DP-SGD lives in its own module (it needs the optional Opacus dependency at run time only).
+from mlwarden.cli.harden_dp import dp as _dp  # noqa: E402
+
+app.command("dp")(_dp)

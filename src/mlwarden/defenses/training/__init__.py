@@ -1,7 +1,17 @@
-"""Robust training: adversarial training (PGD, TRADES) and Gaussian-noise training."""
+"""Robust training: adversarial (PGD, TRADES), Gaussian-noise and differentially private (DP-SGD)."""
 
 from mlwarden.defenses.training.adversarial import METHODS, AdversarialTrainer
 from mlwarden.defenses.training.base import EpochRecord, RobustTrainer
+from mlwarden.defenses.training.dp import DPTrainingResult, PrivacyRecord, train_dp
 from mlwarden.defenses.training.noise import GaussianNoiseTrainer
 
-__all__ = ["METHODS", "AdversarialTrainer", "EpochRecord", "GaussianNoiseTrainer", "RobustTrainer"]
+__all__ = [
+    "METHODS",
+    "AdversarialTrainer",
+    "DPTrainingResult",
+    "EpochRecord",
+    "GaussianNoiseTrainer",
+    "PrivacyRecord",
+    "RobustTrainer",
+    "train_dp",
+]
