@@ -31,7 +31,7 @@ from mlwarden.models.zoo import digits_cnn as digits_architecture
 
 
 def test_the_registry_lists_the_builtin_detectors() -> None:
-    assert detector_names() == ["feature-squeezing", "knn", "mahalanobis"]
+    assert detector_names() == ["feature-squeezing", "knn", "mahalanobis", "strip"]
     assert get_detector("mahalanobis") is MahalanobisDetector
 
 

@@ -6,8 +6,9 @@ from mlwarden.defenses.detectors.knn import KNNDetector
 from mlwarden.defenses.detectors.mahalanobis import MahalanobisDetector
 from mlwarden.defenses.detectors.registry import detector_names, get_detector, register
 from mlwarden.defenses.detectors.squeeze import FeatureSqueezing
+from mlwarden.defenses.detectors.strip import STRIP
 
-for _cls in (FeatureSqueezing, MahalanobisDetector, KNNDetector):
+for _cls in (FeatureSqueezing, MahalanobisDetector, KNNDetector, STRIP):
     register(_cls.name, _cls)
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "FeatureSqueezing",
     "KNNDetector",
     "MahalanobisDetector",
+    "STRIP",
     "detector_names",
     "get_detector",
     "load_detector",

@@ -1,0 +1,55 @@
+"""Training-data poisoning for red-teaming your own pipeline: backdoors and label flips.
+
+Every attack returns a poisoned *copy* of a :class:`~mlwarden.data.Dataset` and the indices it
+changed (:class:`PoisonResult`); :func:`evaluate_backdoor` measures clean accuracy and attack
+success of a model trained on it.
+"""
+
+from __future__ import annotations
+
+from mlwarden.attacks.poisoning.badnets import PATCH_POSITIONS, BadNets
+from mlwarden.attacks.poisoning.base import PoisoningAttack, PoisonResult, TriggerAttack
+from mlwarden.attacks.poisoning.blend import Blend
+from mlwarden.attacks.poisoning.evaluation import BackdoorMetrics, evaluate_backdoor
+from mlwarden.attacks.poisoning.io import (
+    attack_from_truth,
+    load_truth,
+    save_poisoned,
+    truth_path_for,
+)
+from mlwarden.attacks.poisoning.label_flip import LabelFlip
+
+__all__ = [
+    "PATCH_POSITIONS",
+    "POISONING_ATTACKS",
+    "BackdoorMetrics",
+    "BadNets",
+    "Blend",
+    "LabelFlip",
+    "PoisonResult",
+    "PoisoningAttack",
+    "TriggerAttack",
+    "attack_from_truth",
+    "evaluate_backdoor",
+    "get_poisoning_attack",
+    "load_truth",
+    "save_poisoned",
+    "truth_path_for",
+]
+
+POISONING_ATTACKS: dict[str, type[PoisoningAttack]] = {
+    cls.name: cls for cls in (BadNets, Blend, LabelFlip)
+}
+"""Poisoning attacks by registry name (the CLI's ``--attack`` choices)."""
+
+
+def get_poisoning_attack(name: str) -> type[PoisoningAttack]:
+    """The poisoning attack registered as ``name``."""
+    from mlwarden.errors import ConfigError
+
+    try:
+        return POISONING_ATTACKS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown poisoning attack {name!r}; choose from: {', '.join(POISONING_ATTACKS)}"
+        ) from None

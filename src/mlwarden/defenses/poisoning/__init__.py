@@ -1,0 +1,53 @@
+"""Detect poisoned training data: representation-based, model-free, and holdout checks.
+
+* :class:`SpectralSignatures` (Tran et al., 2018) and :class:`ActivationClustering` (Chen et
+  al., 2018) on a trained model's hidden representations (:func:`hidden_activations`);
+* model-free statistics: :func:`feature_outliers`, :func:`find_duplicates`,
+  :func:`label_errors` (confident learning, Northcutt et al., 2021);
+* :func:`holdout_validation` against a curated clean set;
+* :func:`inspect_training_data` runs all that apply and collects the verdicts.
+
+The run-time STRIP detector (Gao et al., 2019) lives with the other input detectors in
+:mod:`mlwarden.defenses.detectors`.
+"""
+
+from __future__ import annotations
+
+from mlwarden.defenses.poisoning.base import SampleFlags, precision_recall
+from mlwarden.defenses.poisoning.clustering import ActivationClustering, fisher_separation
+from mlwarden.defenses.poisoning.holdout import ClassDivergence, holdout_validation
+from mlwarden.defenses.poisoning.inspection import (
+    DEFAULT_REMOVE_BY,
+    Inspection,
+    inspect_training_data,
+)
+from mlwarden.defenses.poisoning.representations import hidden_activations
+from mlwarden.defenses.poisoning.spectral import SpectralSignatures
+from mlwarden.defenses.poisoning.statistics import (
+    confident_joint,
+    cross_val_probabilities,
+    feature_outliers,
+    find_duplicates,
+    label_errors,
+)
+from mlwarden.defenses.poisoning.training import train_classifier
+
+__all__ = [
+    "DEFAULT_REMOVE_BY",
+    "ActivationClustering",
+    "ClassDivergence",
+    "Inspection",
+    "SampleFlags",
+    "SpectralSignatures",
+    "confident_joint",
+    "cross_val_probabilities",
+    "feature_outliers",
+    "find_duplicates",
+    "fisher_separation",
+    "hidden_activations",
+    "holdout_validation",
+    "inspect_training_data",
+    "label_errors",
+    "precision_recall",
+    "train_classifier",
+]
