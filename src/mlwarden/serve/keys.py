@@ -1,0 +1,277 @@
+"""API keys: created once, shown once, stored as a hash, checked in constant time, revocable at once.
+
+A key reads ``mlw_<id>_<secret>``: ``id`` is 12 hex characters (the public handle used in the
+audit log and by ``keys revoke``), ``secret`` is 32 random bytes (256 bits) in URL-safe base64.
+Only ``sha256(secret)`` is stored. A fast hash is the right choice here: password hashes
+(scrypt, argon2) slow down guessing of *low-entropy* secrets, but nobody can enumerate 2^256
+secrets, and a deliberately slow hash on every request would cost tens of milliseconds and hand
+an attacker a cheap CPU-exhaustion lever. The stored digest is compared with
+:func:`hmac.compare_digest`.
+
+Every request looks its key up by ``id`` (a primary-key read) instead of caching it, so a
+revocation, expiry or monitor restriction written by any replica applies to the very next request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from mlwarden.errors import ConfigError
+from mlwarden.serve.db import Database
+
+__all__ = [
+    "KEY_PATTERN",
+    "RESTRICTIONS",
+    "AuthFailure",
+    "KeyRecord",
+    "KeyStore",
+    "parse_expiry",
+]
+
+#: A well-formed presented key; anything else is refused before touching the database.
+KEY_PATTERN = re.compile(r"^mlw_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+#: What the monitor (or an operator) can impose on a key.
+RESTRICTIONS = ("throttle", "label_only", "block")
+
+
+class AuthFailure(Exception):
+    """Authentication failed; ``reason`` is a short code for the audit log (never the key)."""
+
+    def __init__(self, reason: str, key_id: str = "anonymous") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.key_id = key_id
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A stored key (without any secret)."""
+
+    key_id: str
+    name: str
+    role: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    restriction: str | None
+
+    def status(self, now: float | None = None) -> str:
+        """``active``, ``expired`` or ``revoked``."""
+        now = time.time() if now is None else now
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        return "active"
+
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_expiry(text: str | None, *, now: float | None = None) -> float | None:
+    """Turn ``30d`` / ``12h`` / an ISO-8601 date into a UNIX time; ``None`` means never.
+
+    Raises
+    ------
+    ConfigError
+        The text is neither a duration nor an ISO date, or lies in the past.
+    """
+    if text is None or text == "" or text == "never":
+        return None
+    now = time.time() if now is None else now
+    match = _DURATION.match(text.strip())
+    if match:
+        seconds = int(match.group(1)) * _SECONDS[match.group(2)]
+        if seconds <= 0:
+            raise ConfigError(f"--expires {text!r} must be a positive duration such as 30d")
+        return now + seconds
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--expires {text!r} is neither a duration (30d, 12h, 90m) nor an ISO date "
+            "(2027-01-31 or 2027-01-31T12:00:00+00:00)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    stamp = when.timestamp()
+    if stamp <= now:
+        raise ConfigError(f"--expires {text!r} is in the past")
+    return stamp
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+class KeyStore:
+    """Create, list, revoke, restrict and authenticate API keys in a :class:`Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.table = db.tables.keys
+        c = self.table.c
+        self._lookup = sa.select(
+            c.key_id,
+            c.name,
+            c.role,
+            c.secret_sha256,
+            c.created_at,
+            c.expires_at,
+            c.revoked_at,
+            c.restriction,
+        ).where(c.key_id == sa.bindparam("kid"))
+        self._sql = (
+            "SELECT key_id, name, role, secret_sha256, created_at, expires_at, revoked_at, "
+            f"restriction FROM {self.table.name} WHERE key_id = ?"
+        )
+
+    def _fetch(self, key_id: str) -> tuple[Any, ...] | None:
+        """One primary-key read on the driver connection (the per-request hot path)."""
+        ph = "?" if self.db.is_sqlite else "%s"
+        raw = self.db.reader.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(self._sql.replace("?", ph), (key_id,))
+            row = cursor.fetchone()
+            cursor.close()
+            if not self.db.is_sqlite:
+                raw.rollback()  # end the read transaction psycopg opened
+        finally:
+            raw.close()
+        return None if row is None else tuple(row)
+
+    def create(
+        self, role: str, *, name: str = "", expires_at: float | None = None
+    ) -> tuple[KeyRecord, str]:
+        """Store a new key for ``role``; return its record and the full key (shown only once)."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", role):
+            raise ConfigError(f"--role {role!r} is not a valid role name")
+        if len(name) > 128 or any(ord(ch) < 32 for ch in name):
+            raise ConfigError("--name must be at most 128 printable characters")
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        assert len(secret) == 43
+        now = time.time()
+        with self.db.writer.begin() as conn:
+            conn.execute(
+                self.table.insert().values(
+                    key_id=key_id,
+                    name=name,
+                    role=role,
+                    secret_sha256=_digest(secret),
+                    created_at=now,
+                    expires_at=expires_at,
+                    revoked_at=None,
+                    restriction=None,
+                )
+            )
+        record = KeyRecord(key_id, name, role, now, expires_at, None, None)
+        return record, f"mlw_{key_id}_{secret}"
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        """The record of ``key_id``, or ``None``."""
+        with self.db.reader.connect() as conn:
+            row = conn.execute(self._lookup, {"kid": key_id}).first()
+        if row is None:
+            return None
+        return KeyRecord(row[0], row[1], row[2], row[4], row[5], row[6], row[7])
+
+    def list(self) -> list[KeyRecord]:
+        """Every key, oldest first."""
+        c = self.table.c
+        with self.db.reader.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    c.key_id,
+                    c.name,
+                    c.role,
+                    c.created_at,
+                    c.expires_at,
+                    c.revoked_at,
+                    c.restriction,
+                ).order_by(c.created_at)
+            ).all()
+        return [KeyRecord(*row) for row in rows]
+
+    def revoke(self, key_id: str) -> KeyRecord:
+        """Revoke ``key_id`` now (every replica refuses it from its next request on).
+
+        Raises
+        ------
+        ConfigError
+            No key has that id.
+        """
+        with self.db.writer.begin() as conn:
+            result = conn.execute(
+                self.table.update()
+                .where(self.table.c.key_id == key_id, self.table.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            )
+        record = self.get(key_id)
+        if record is None:
+            raise ConfigError(f"no key with id {key_id!r} (see mlwarden keys list)")
+        if result.rowcount == 0 and record.revoked_at is None:  # pragma: no cover - race
+            raise ConfigError(f"key {key_id!r} could not be revoked")
+        return record
+
+    def restrict(self, key_id: str, restriction: str | None) -> None:
+        """Impose (or lift, with ``None``) ``throttle``, ``label_only`` or ``block`` on a key.
+
+        A stricter restriction is never replaced by a weaker one (block > label_only > throttle).
+        """
+        if restriction is not None and restriction not in RESTRICTIONS:
+            raise ConfigError(
+                f"restriction {restriction!r} is not one of {', '.join(RESTRICTIONS)}"
+            )
+        c = self.table.c
+        with self.db.writer.begin() as conn:
+            if restriction is None:
+                conn.execute(self.table.update().where(c.key_id == key_id).values(restriction=None))
+                return
+            current = conn.execute(sa.select(c.restriction).where(c.key_id == key_id)).scalar()
+            if current is not None and RESTRICTIONS.index(current) >= RESTRICTIONS.index(
+                restriction
+            ):
+                return
+            conn.execute(
+                self.table.update().where(c.key_id == key_id).values(restriction=restriction)
+            )
+
+    def authenticate(self, presented: str | None, *, now: float | None = None) -> KeyRecord:
+        """The active key ``presented`` belongs to.
+
+        Raises
+        ------
+        AuthFailure
+            ``missing_key``, ``malformed_key``, ``unknown_key``, ``wrong_secret``, ``revoked_key``
+            or ``expired_key`` (the key id is kept for the audit log once it is known).
+        """
+        if not presented:
+            raise AuthFailure("missing_key")
+        match = KEY_PATTERN.match(presented)
+        if match is None:
+            raise AuthFailure("malformed_key")
+        key_id, secret = match.group(1), match.group(2)
+        row = self._fetch(key_id)
+        if row is None:
+            # spend the same comparison as a hit so timing does not tell ids apart
+            hmac.compare_digest(_digest(secret), "0" * 64)
+            raise AuthFailure("unknown_key")
+        if not hmac.compare_digest(_digest(secret), row[3]):
+            raise AuthFailure("wrong_secret", key_id)
+        record = KeyRecord(row[0], row[1], row[2], row[4], row[5], row[6], row[7])
+        status = record.status(now)
+        if status != "active":
+            raise AuthFailure(f"{status}_key", key_id)
+        return record

@@ -1,0 +1,272 @@
+"""Contract suites run over every backend: key store + audit log on SQLite and PostgreSQL,
+rate limits on memory:// and Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from mlwarden.errors import ConfigError
+from mlwarden.serve.audit import GENESIS_HASH, AuditEntry, AuditLog, entry_hash
+from mlwarden.serve.config import RateLimitConfig
+from mlwarden.serve.db import Database
+from mlwarden.serve.keys import AuthFailure, KeyStore, parse_expiry
+from mlwarden.serve.quotas import RateLimits
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    prefix = "t" + uuid.uuid4().hex[:10] + "_"
+    database = Database(database_url, prefix=prefix)
+    yield database
+    database.tables.metadata.drop_all(database.writer)
+    database.dispose()
+
+
+def _entries(n: int, start: int = 0) -> list[AuditEntry]:
+    return [
+        AuditEntry(
+            request_id=f"r{start + i}",
+            key_id="abc",
+            model="digits",
+            status=200,
+            decision="allow",
+            reason="ok",
+            latency_ms=1.5,
+        )
+        for i in range(n)
+    ]
+
+
+# -- key store ---------------------------------------------------------------------------
+def test_key_store_keeps_only_the_hash_and_authenticates_in_constant_time(db: Database) -> None:
+    store = KeyStore(db)
+    record, key = store.create("analyst", name="ci")
+    secret = key.split("_", 2)[2]
+    with db.reader.connect() as conn:
+        row = conn.execute(sa.select(db.tables.keys)).mappings().one()
+    assert secret not in str(dict(row)).replace(row["secret_sha256"], "")
+    assert row["secret_sha256"] == hashlib.sha256(secret.encode()).hexdigest()
+    assert store.authenticate(key).key_id == record.key_id
+    with pytest.raises(AuthFailure, match="wrong_secret"):
+        store.authenticate(key[:-2] + ("xx" if not key.endswith("xx") else "yy"))
+
+
+def test_revocation_and_expiry_apply_to_the_next_lookup(db: Database) -> None:
+    store, other_replica = KeyStore(db), KeyStore(Database(db.url, prefix=db.tables.keys.name[:-8]))
+    record, key = store.create("analyst", expires_at=time.time() + 3600)
+    assert other_replica.authenticate(key).key_id == record.key_id
+    store.revoke(record.key_id)
+    with pytest.raises(AuthFailure, match="revoked_key"):
+        other_replica.authenticate(key)
+    _, soon = store.create("analyst", expires_at=time.time() + 3600)
+    with pytest.raises(AuthFailure, match="expired_key"):
+        store.authenticate(soon, now=time.time() + 7200)
+    other_replica.db.dispose()
+
+
+def test_restrictions_only_ever_tighten(db: Database) -> None:
+    store = KeyStore(db)
+    record, _ = store.create("analyst")
+    store.restrict(record.key_id, "label_only")
+    store.restrict(record.key_id, "throttle")
+    assert store.get(record.key_id).restriction == "label_only"  # type: ignore[union-attr]
+    store.restrict(record.key_id, "block")
+    assert store.get(record.key_id).restriction == "block"  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="no key with id"):
+        store.revoke("000000000000")
+
+
+def test_parse_expiry_accepts_durations_and_iso_dates() -> None:
+    assert parse_expiry("30d", now=1000.0) == 1000.0 + 30 * 86400
+    assert parse_expiry("2030-01-01T00:00:00+00:00", now=0) == 1893456000.0
+    assert parse_expiry(None) is None
+    for bad in ("soon", "2001-01-01", "0d"):
+        with pytest.raises(ConfigError):
+            parse_expiry(bad, now=time.time())
+
+
+# -- audit log -------------------------------------------------------------------------------
+def test_chain_matches_an_independent_recomputation(db: Database) -> None:
+    log = AuditLog(db)
+    log.append_many(_entries(5))
+    rows = list(log.rows())
+    prev = GENESIS_HASH
+    for i, row in enumerate(rows, start=1):
+        import json
+
+        fields = {
+            k: row[k]
+            for k in (
+                "seq",
+                "ts",
+                "request_id",
+                "key_id",
+                "model",
+                "action",
+                "decision",
+                "reason",
+                "status",
+                "latency_ms",
+                "alerts",
+                "client_ip",
+            )
+        }
+        text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        assert row["seq"] == i and row["prev_hash"] == prev
+        assert (
+            row["hash"]
+            == hashlib.sha256((text + prev).encode()).hexdigest()
+            == entry_hash(row, prev)
+        )
+        prev = row["hash"]
+    assert log.verify().ok and log.head_state() == (5, prev)
+
+
+def _tamper(db: Database, sql: str) -> None:
+    table = db.tables.audit.name
+    with db.writer.begin() as conn:
+        conn.execute(sa.text(sql.format(t=table, h=db.tables.audit_head.name)))
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("UPDATE {t} SET status = 500 WHERE seq = 3", "entry 3: hash does not match"),
+        ("DELETE FROM {t} WHERE seq = 3", "entry 4: expected seq 3"),
+        # swap the contents of entries 2 and 3 (their seq stays)
+        (
+            "UPDATE {t} SET request_id = CASE seq WHEN 2 THEN 'r2' WHEN 3 THEN 'r1' END WHERE seq IN (2, 3)",
+            "entry 2: hash does not match",
+        ),
+        # swap whole rows: entry 2 gets seq 3 and vice versa
+        (
+            "UPDATE {t} SET seq = CASE seq WHEN 2 THEN 1002 WHEN 3 THEN 1003 END WHERE seq IN (2, 3)",
+            "expected seq 2",
+        ),
+        ("DELETE FROM {t} WHERE seq = 5", "chain head says seq 5 but the log ends at seq 4"),
+    ],
+)
+def test_verify_detects_edited_deleted_reordered_and_truncated_entries(
+    db: Database, sql: str, expected: str
+) -> None:
+    log = AuditLog(db)
+    log.append_many(_entries(5))
+    assert log.verify().ok
+    _tamper(db, sql)
+    result = log.verify()
+    assert not result.ok
+    assert any(expected in p for p in result.problems), result.problems
+
+
+def test_concurrent_writers_on_two_connections_pools_keep_one_chain(db: Database) -> None:
+    """Two AuditLog objects with their own engines (as two replicas) and 8 threads each."""
+    replica = Database(db.url, prefix=db.tables.keys.name[: -len("api_keys")])
+    logs = [AuditLog(db), AuditLog(replica)]
+    errors: list[BaseException] = []
+
+    def write(log: AuditLog, worker: int) -> None:
+        try:
+            for i in range(10):
+                log.append_many(_entries(2, start=1000 * worker + 10 * i))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(logs[w % 2], w)) for w in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    result = logs[0].verify()
+    assert result.ok, result.problems
+    assert result.entries == logs[0].count() == 16 * 10 * 2
+    replica.dispose()
+
+
+@pytest.mark.parametrize("mode", ["inline", "group"])
+def test_appends_from_the_event_loop_inline_or_grouped(db: Database, mode: str) -> None:
+    import asyncio
+
+    log = AuditLog(db, batch_max=16, mode=mode)
+
+    async def many() -> None:
+        await asyncio.gather(*(log.append_async(e) for e in _entries(100)))
+
+    asyncio.run(many())
+    log.close()
+    assert log.count() == 100 and log.verify().ok
+    if mode == "inline":
+        assert log.commits == 100
+    else:  # 100 entries queued at once are written in a few batches of at most 16
+        assert 7 <= log.commits <= 50
+
+
+# -- rate limits ---------------------------------------------------------------------------
+def _limits(url: str, prefix: str, **kwargs: Any) -> RateLimits:
+    return RateLimits(RateLimitConfig(storage=url, key_prefix=prefix, **kwargs))
+
+
+def test_quota_admits_exactly_q_under_concurrency(limits_url: str) -> None:
+    prefix = "t" + uuid.uuid4().hex
+    # two limiter objects share the storage on Redis (two replicas); memory:// is one process
+    limiters = [_limits(limits_url, prefix, per_key_model=("10000/second",), daily_quota=37)]
+    if limits_url.startswith("redis"):
+        limiters.append(
+            _limits(limits_url, prefix, per_key_model=("10000/second",), daily_quota=37)
+        )
+    admitted: list[bool] = []
+    lock = threading.Lock()
+
+    def hammer(i: int) -> None:
+        for _ in range(10):
+            decision = limiters[i % len(limiters)].hit("key1", "digits")
+            with lock:
+                admitted.append(decision.allowed)
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(admitted) == 37 and len(admitted) == 160
+    assert limiters[0].remaining_quota("key1", "digits") == 0
+    assert limiters[0].hit("key2", "digits").allowed  # quotas are per key
+
+
+def test_rate_limit_refuses_with_retry_after_and_spares_the_quota(limits_url: str) -> None:
+    limits = _limits(
+        limits_url, "t" + uuid.uuid4().hex, per_key_model=("3/minute",), daily_quota=100
+    )
+    decisions = [limits.hit("k", "m") for _ in range(5)]
+    assert [d.allowed for d in decisions] == [True, True, True, False, False]
+    assert decisions[3].reason == "rate_limit" and 1 <= decisions[3].retry_after_s <= 60
+    assert limits.remaining_quota("k", "m") == 97
+    assert limits.hit("k", "other-model").allowed  # per model
+
+
+def test_throttled_keys_get_the_throttle_limit(limits_url: str) -> None:
+    limits = _limits(
+        limits_url,
+        "t" + uuid.uuid4().hex,
+        per_key_model=("100/second",),
+        throttle="2/minute",
+        daily_quota=0,
+    )
+    assert [limits.hit("k", "m", throttled=True).allowed for _ in range(3)] == [True, True, False]
+    assert limits.hit("k", "m", throttled=True).reason == "throttled"
+    assert limits.hit("k", "m").allowed and limits.remaining_quota("k", "m") is None
+
+
+def test_unknown_storage_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"rate_limits\.storage"):
+        _limits("nosuch://x", "p")
+    with pytest.raises(ConfigError, match="not supported"):
+        Database("mysql://x/y")

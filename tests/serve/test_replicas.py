@@ -1,0 +1,221 @@
+"""Two real gateway processes (uvicorn) sharing Redis and PostgreSQL under 32 concurrent clients.
+
+Proof points: exactly the quota is admitted (never more), every request is audited in one chain
+that verifies, and ``kill -9`` of a replica under load loses no acknowledged audit entry.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from mlwarden.serve.audit import AuditLog
+from mlwarden.serve.config import load_gateway_config
+from mlwarden.serve.db import Database
+from mlwarden.serve.keys import KeyStore
+from serve.helpers import POSTGRES_URL, REDIS_URL, ROLES, require_server, sample
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
+
+QUOTA = 150
+CLIENTS = 32
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {**os.environ, "MLWARDEN_GATEWAY_CONFIG": str(config), "OMP_NUM_THREADS": "1"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "mlwarden.serve.app:app_from_env",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "info",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _wait_ready(procs: list[tuple[subprocess.Popen[bytes], str]], log: Path) -> None:
+    deadline = time.time() + 120
+    for proc, url in procs:
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"gateway exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                raise AssertionError("gateway did not start")
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_file: Path
+) -> Iterator[dict[str, Any]]:
+    """Two replicas started once for this module (the kill test runs last and kills one)."""
+    tmp_path = tmp_path_factory.mktemp("replicas")
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    require_server("Redis", "127.0.0.1", 6379)
+    prefix = "r" + uuid.uuid4().hex[:10] + "_"
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": POSTGRES_URL,
+                "table_prefix": prefix,
+                "models": {"digits": {"source": str(tiny_model_file), "max_batch": 4}},
+                "roles": ROLES,
+                "rate_limits": {
+                    "storage": REDIS_URL,
+                    "key_prefix": prefix,
+                    "per_key_model": ["100000/second"],
+                    "daily_quota": QUOTA,
+                },
+            }
+        )
+    )
+    cfg = load_gateway_config(config)
+    db = Database(cfg.database, prefix=cfg.table_prefix)
+    log = tmp_path / "uvicorn.log"
+    procs = [_start(config, log), _start(config, tmp_path / "uvicorn-b.log")]
+    try:
+        _wait_ready(procs, log)
+        yield {"db": db, "procs": procs, "logs": [log, tmp_path / "uvicorn-b.log"]}
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:  # pragma: no cover
+                    proc.kill()
+        db.tables.metadata.drop_all(db.writer)
+        db.dispose()
+
+
+def _hammer(
+    urls: list[str],
+    key: str,
+    per_client: int | None,
+    stop: threading.Event | None,
+) -> tuple[list[tuple[int, str]], int]:
+    """32 threads; returns (status, request id) of every answered request and the error count."""
+    answered: list[tuple[int, str]] = []
+    errors = [0]
+    lock = threading.Lock()
+    body = {"inputs": [sample()]}
+
+    def client(i: int) -> None:
+        live = list(urls)
+        with httpx.Client(timeout=20) as http:
+            n = 0
+            while (per_client is None or n < per_client) and not (
+                stop is not None and stop.is_set()
+            ):
+                rid = uuid.uuid4().hex
+                url = live[(i + n) % len(live)]
+                n += 1
+                try:
+                    r = http.post(
+                        f"{url}/v1/models/digits/predict",
+                        json=body,
+                        headers={"Authorization": f"Bearer {key}", "X-Request-ID": rid},
+                    )
+                except httpx.HTTPError:
+                    with lock:
+                        errors[0] += 1
+                    if stop is not None:  # a killed replica: send to the survivor
+                        live = [u for u in live if u != url] or live
+                    continue
+                with lock:
+                    answered.append((r.status_code, rid))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return answered, errors[0]
+
+
+def test_two_replicas_admit_exactly_the_quota_and_audit_every_request(
+    replicas: dict[str, Any],
+) -> None:
+    db: Database = replicas["db"]
+    _, key = KeyStore(db).create("analyst")
+    urls = [url for _, url in replicas["procs"]]
+    answered, errors = _hammer(urls, key, per_client=8, stop=None)
+    statuses = [s for s, _ in answered]
+    assert errors == 0 and len(answered) == CLIENTS * 8
+    assert statuses.count(200) == QUOTA  # exactly the quota, never more
+    assert statuses.count(429) == CLIENTS * 8 - QUOTA
+    log = AuditLog(db)
+    result = log.verify()
+    assert result.ok, result.problems
+    assert log.count() == CLIENTS * 8 == result.entries
+    secret = key.split("_", 2)[2]
+    for path in replicas["logs"]:
+        assert secret not in path.read_text(errors="replace")
+
+
+def test_kill_9_of_a_replica_under_load_loses_no_acknowledged_entry(
+    replicas: dict[str, Any],
+) -> None:
+    db: Database = replicas["db"]
+    _, key = KeyStore(db).create("analyst")
+    (victim, _), _ = replicas["procs"]
+    urls = [url for _, url in replicas["procs"]]
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        result["answered"], result["errors"] = _hammer(urls, key, per_client=None, stop=stop)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    time.sleep(1.5)
+    os.kill(victim.pid, signal.SIGKILL)
+    time.sleep(1.5)
+    stop.set()
+    runner.join()
+    answered: list[tuple[int, str]] = result["answered"]
+    assert victim.wait(timeout=10) == -signal.SIGKILL
+    assert len(answered) > 50
+    audited = {row["request_id"] for row in AuditLog(db).rows()}
+    missing = [rid for _, rid in answered if rid not in audited]
+    assert not missing, f"{len(missing)} acknowledged request(s) have no audit entry"
+    chain = AuditLog(db).verify()
+    assert chain.ok, chain.problems
