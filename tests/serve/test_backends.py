@@ -227,7 +227,7 @@ def test_quota_admits_exactly_q_under_concurrency(limits_url: str) -> None:
 
     def hammer(i: int) -> None:
         for _ in range(10):
-            decision = limiters[i % len(limiters)].hit("key1", "digits")
+            decision = limiters[i % len(limiters)].charge_quota("key1", "digits")
             with lock:
                 admitted.append(decision.allowed)
 
@@ -238,7 +238,26 @@ def test_quota_admits_exactly_q_under_concurrency(limits_url: str) -> None:
         t.join()
     assert sum(admitted) == 37 and len(admitted) == 160
     assert limiters[0].remaining_quota("key1", "digits") == 0
-    assert limiters[0].hit("key2", "digits").allowed  # quotas are per key
+    assert limiters[0].charge_quota("key2", "digits").allowed  # quotas are per key
+
+
+def test_quota_is_charged_per_query_and_never_overdrawn(limits_url: str) -> None:
+    limits = _limits(limits_url, "t" + uuid.uuid4().hex, daily_quota=10)
+    assert limits.charge_quota("k", "m", 4).allowed
+    assert limits.charge_quota("k", "m", 6).allowed
+    refused = limits.charge_quota("k", "m", 1)
+    assert not refused.allowed and refused.reason == "quota"
+    assert refused.retry_after_s >= 1
+    assert limits.remaining_quota("k", "m") == 0
+
+
+def test_a_batch_larger_than_the_rest_of_the_quota_is_refused(limits_url: str) -> None:
+    limits = _limits(limits_url, "t" + uuid.uuid4().hex, daily_quota=10)
+    assert limits.charge_quota("k", "m", 8).allowed
+    assert not limits.charge_quota("k", "m", 3).allowed  # 11 > 10: refused, not part-served
+    assert limits.remaining_quota("k", "m") == 2  # the refused batch spent nothing
+    assert limits.charge_quota("k", "m", 2).allowed
+    assert not limits.charge_quota("k", "m", 1).allowed
 
 
 def test_rate_limit_refuses_with_retry_after_and_spares_the_quota(limits_url: str) -> None:
@@ -248,7 +267,7 @@ def test_rate_limit_refuses_with_retry_after_and_spares_the_quota(limits_url: st
     decisions = [limits.hit("k", "m") for _ in range(5)]
     assert [d.allowed for d in decisions] == [True, True, True, False, False]
     assert decisions[3].reason == "rate_limit" and 1 <= decisions[3].retry_after_s <= 60
-    assert limits.remaining_quota("k", "m") == 97
+    assert limits.remaining_quota("k", "m") == 100  # the rate check never spends quota
     assert limits.hit("k", "other-model").allowed  # per model
 
 

@@ -297,6 +297,23 @@ def test_rate_limit_and_quota_answer_429_with_retry_after(make_gateway: Any) -> 
     assert [r["reason"] for r in _rows(quota_app)][-3:] == ["quota"] * 3
 
 
+def test_daily_quota_counts_queries_not_requests(make_gateway: Any) -> None:
+    app = make_gateway(rate_limits={"per_key_model": ["100/second"], "daily_quota": 5})
+    key = _key(app)
+    with GatewayClient(app) as client:
+        batch_of_four = _predict(client, key, {"inputs": [sample()] * 4})
+        batch_of_two = _predict(client, key, {"inputs": [sample()] * 2})
+        last_one = _predict(client, key)
+        spent = _predict(client, key)
+    assert batch_of_four.status_code == 200
+    assert batch_of_two.status_code == 429 and batch_of_two.json()["error"] == "quota"
+    assert "2 queries" in batch_of_two.json()["detail"]
+    # the refused batch (4 + 2 > 5) spent nothing: the last query of the day still fits
+    assert last_one.status_code == 200
+    assert spent.status_code == 429 and spent.json()["error"] == "quota"
+    assert [r["reason"] for r in _rows(app)][-4:] == ["ok", "quota", "ok", "quota"]
+
+
 def test_label_only_role_sees_labels_only(make_gateway: Any, tiny_classifier: Any) -> None:
     app = make_gateway()
     key = _key(app, "labeler")

@@ -4,8 +4,9 @@ Request path of ``POST /v1/models/{name}/predict`` (each step can end the reques
 ends in the audit log, whatever its outcome)::
 
     authenticate key (401) -> model name pattern / known (404) -> role grant (403)
-    -> key restriction "block" (403) -> rate limit + daily quota (429, Retry-After)
-    -> body size, streamed (413) -> JSON + shape/dtype/range/batch (422) -> detectors (422 / flag)
+    -> key restriction "block" (403) -> rate limit per request (429, Retry-After)
+    -> body size, streamed (413) -> JSON + shape/dtype/range/batch (422)
+    -> daily quota, one query per input (429, Retry-After) -> detectors (422 / flag)
     -> model -> extraction monitor (alerts; throttle / label_only / block the key)
     -> output policy -> audit entry committed -> response sent
 
@@ -511,6 +512,16 @@ def create_app(
         except InvalidInput as exc:
             ctx.reason = exc.reason
             raise Problem(422, exc.reason, str(exc)) from None
+        quota = gateway.limits.charge_quota(record.key_id, name, len(x))
+        if not quota.allowed:
+            ctx.reason = quota.reason
+            raise Problem(
+                429,
+                quota.reason,
+                f"daily query quota exceeded ({len(x)} queries asked); retry in "
+                f"{quota.retry_after_s} s",
+                {"Retry-After": str(quota.retry_after_s)},
+            )
         for detector, action in served.detectors:
             flagged = np.asarray(detector.predict(x), dtype=bool)
             if flagged.any():

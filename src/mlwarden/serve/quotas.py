@@ -5,8 +5,9 @@ Every check is a single ``hit``: on Redis the fixed-window counter is an ``INCR`
 one Lua script and the moving window is acquired in one Lua script, so two processes racing for
 the last unit of quota can never both get it: at most ``quota`` requests are admitted.
 
-The per second/minute limits are checked before the daily quota, so a request refused for its
-rate does not spend quota.
+The per second/minute limits count requests and are checked before the body is read; the daily
+quota counts model queries (one per input in the batch) and is charged once the body is parsed,
+so a request refused for its rate or its input does not spend quota.
 """
 
 from __future__ import annotations
@@ -66,18 +67,41 @@ class RateLimits:
         return max(1, math.ceil(reset - time.time()))
 
     def hit(self, key_id: str, model: str, *, throttled: bool = False) -> LimitDecision:
-        """Count one request of ``key_id`` on ``model``, or refuse it with Retry-After seconds."""
+        """Count one request of ``key_id`` on ``model`` against the rate limits.
+
+        Returns a refusal with Retry-After seconds when a per second/minute limit (or the
+        monitor's throttle) is exhausted. The daily quota is charged separately, once the
+        request's batch size is known (:meth:`charge_quota`).
+        """
         ids = (self.config.key_prefix, key_id, model)
         items = (*self.items, self.throttle_item) if throttled else self.items
         for item in items:
             if not self.rate.hit(item, *ids):
                 reason = "throttled" if item is self.throttle_item and throttled else "rate_limit"
                 return LimitDecision(False, reason, self._retry_after(self.rate, item, ids))
-        if self.quota_item is not None and not self.fixed.hit(self.quota_item, *ids, "quota"):
-            return LimitDecision(
-                False, "quota", self._retry_after(self.fixed, self.quota_item, (*ids, "quota"))
-            )
         return LimitDecision(True)
+
+    def charge_quota(self, key_id: str, model: str, queries: int = 1) -> LimitDecision:
+        """Charge ``queries`` model queries (the batch size) to the key's daily quota.
+
+        One atomic increment by ``queries`` (``INCRBY`` on Redis): a batch is admitted only if
+        the counter after its own increment is within the quota, so concurrent requests on any
+        number of replicas are never admitted past it. A refused batch gives its increment
+        back, so a client that asks for more than it has left keeps the rest; while a refusal
+        is being given back, a concurrent request may be refused that would have fitted
+        (never the reverse).
+        """
+        if queries < 1:
+            raise ValueError(f"queries must be >= 1, got {queries}")
+        if self.quota_item is None:
+            return LimitDecision(True)
+        ids = (self.config.key_prefix, key_id, model, "quota")
+        if self.fixed.hit(self.quota_item, *ids, cost=queries):
+            return LimitDecision(True)
+        self.storage.incr(
+            self.quota_item.key_for(*ids), self.quota_item.get_expiry(), amount=-queries
+        )
+        return LimitDecision(False, "quota", self._retry_after(self.fixed, self.quota_item, ids))
 
     def remaining_quota(self, key_id: str, model: str) -> int | None:
         """Queries left today for ``key_id`` on ``model`` (``None`` without a quota)."""
