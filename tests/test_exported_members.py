@@ -14,6 +14,8 @@ import pytest
 PUBLIC_MODULES = [
     "mlwarden",
     "mlwarden.attacks",
+    "mlwarden.attacks.privacy",
+    "mlwarden.attacks.extraction",
     "mlwarden.models",
     "mlwarden.data",
     "mlwarden.report",
@@ -22,6 +24,8 @@ PUBLIC_MODULES = [
     "mlwarden.defenses.training",
     "mlwarden.defenses.smoothing",
     "mlwarden.defenses.detectors",
+    "mlwarden.attacks.poisoning",
+    "mlwarden.defenses.poisoning",
 ]
 INCLUDED_PRIVATE_MEMBERS = {"__version__"}
 # what ``from __future__ import annotations`` binds in a module: a feature, not an export

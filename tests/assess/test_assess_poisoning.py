@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mlwarden.assess import AssessConfig, assess
+from mlwarden.assess.runner import count_steps
 from mlwarden.attacks.poisoning import BadNets
 from mlwarden.data import Dataset, load_builtin
 from mlwarden.errors import ConfigError
@@ -42,7 +43,10 @@ def test_training_data_adds_a_poisoning_section_with_a_backdoor_finding(
     tmp_path: Path,
 ) -> None:
     data, truth = poisoned_train
-    report = assess(digits_cnn, digits_test, AssessConfig(**SMALL), train_data=data)
+    steps: list[str] = []
+    config = AssessConfig(**SMALL)
+    report = assess(digits_cnn, digits_test, config, train_data=data, on_step=steps.append)
+    assert len(steps) == count_steps(digits_cnn, config, train_data_given=True)
     section = report.sections["poisoning"]
     assert section["n_samples"] == len(data)
     backdoor = next(f for f in report.findings if f.id == "poisoning.backdoor")

@@ -18,10 +18,17 @@ Example ``assess.yaml``::
         robust_accuracy@0.05: 0.6
     smoothing: {sigma: 0.25, n: 10000}  # certify a smoothed model (sigma defaults to the sidecar's)
     detectors: [feature-squeezing, mahalanobis]  # input detectors to evaluate (optional)
+    privacy: {membership: true, lira_shadows: 8, inversion: true}  # training-data leakage (optional)
+    poisoning: true               # inspect --train-data for poison (default: when it is given)
+    extraction: {budget: 1000}    # model theft through the API, per output policy (optional)
 
 A gate ``metric: threshold`` fails when the measured metric is below the threshold. Metrics are
 ``clean_accuracy`` and ``robust_accuracy@EPS`` (the worst accuracy over all attacks at ε=EPS);
-``robust_accuracy[ATTACK]@EPS`` gates one attack.
+``robust_accuracy[ATTACK]@EPS`` gates one attack; ``extraction_resistance@BUDGET`` (one minus the
+fidelity a Knockoff surrogate reaches with BUDGET queries, see :mod:`mlwarden.assess.extraction`)
+gates model theft; ``membership_resistance`` (one minus the largest membership advantage
+TPR − FPR of the privacy section's attacks, see :mod:`mlwarden.assess.privacy`) gates
+membership leakage.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ DEFAULT_ATTACKS = ("fgsm", "pgd", "square")
 _METRIC = re.compile(
     r"^(?P<name>clean_accuracy|robust_accuracy)(\[(?P<attack>[a-z0-9_-]+)\])?(@(?P<eps>[0-9.eE+-]+))?$"
 )
+_EXTRACTION_METRIC = re.compile(r"^extraction_resistance@[1-9][0-9]*$")
+_PRIVACY_METRIC = re.compile(r"^membership_resistance$")
 
 
 @dataclass(frozen=True)
@@ -63,23 +72,30 @@ class Gate:
     def eps(self) -> float | None:
         """The ε the metric refers to, if any."""
         match = _METRIC.match(self.metric)
-        assert match is not None
+        if match is None:  # extraction_resistance@BUDGET: a budget, not an ε
+            return None
         return float(match["eps"]) if match["eps"] else None
 
     @property
     def attack(self) -> str | None:
         """The attack the metric refers to, if any."""
         match = _METRIC.match(self.metric)
-        assert match is not None
-        return match["attack"]
+        return match["attack"] if match is not None else None
 
 
 def _check_metric(metric: str, threshold: Any, source: str) -> Gate:
+    if _EXTRACTION_METRIC.match(metric) or _PRIVACY_METRIC.match(metric):
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ConfigError(f"{source}: threshold for {metric!r} must be a number")
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ConfigError(f"{source}: threshold for {metric!r} must be in [0, 1]")
+        return Gate(metric=metric, threshold=float(threshold), source=source)
     match = _METRIC.match(metric)
     if match is None:
         raise ConfigError(
-            f"{source}: unknown gate metric {metric!r}; use clean_accuracy, robust_accuracy@EPS "
-            "or robust_accuracy[ATTACK]@EPS (e.g. robust_accuracy@0.1=0.6)"
+            f"{source}: unknown gate metric {metric!r}; use clean_accuracy, robust_accuracy@EPS, "
+            "robust_accuracy[ATTACK]@EPS, extraction_resistance@BUDGET or membership_resistance "
+            "(e.g. robust_accuracy@0.1=0.6)"
         )
     if match["name"] == "robust_accuracy" and not match["eps"]:
         raise ConfigError(f"{source}: {metric!r} needs an epsilon, e.g. robust_accuracy@0.1")
@@ -129,6 +145,9 @@ class AssessConfig:
     gates: list[Gate] = field(default_factory=list)
     smoothing: dict[str, Any] | None = None
     detectors: list[dict[str, Any]] | None = None
+    poisoning: bool | None = None
+    privacy: dict[str, Any] | bool | None = None
+    extraction: dict[str, Any] | bool | None = None
 
     def __post_init__(self) -> None:
         self._validate()
@@ -207,8 +226,16 @@ class AssessConfig:
                 f"clip_range must be [low, high] with low < high, got {self.clip_range!r}"
             )
 
+        if self.poisoning is not None and not isinstance(self.poisoning, bool):
+            raise ConfigError(f"poisoning must be true or false, got {self.poisoning!r}")
         self.smoothing = _check_smoothing(self.smoothing)
         self.detectors = _check_detectors(self.detectors)
+        from mlwarden.assess.privacy import check_privacy
+
+        self.privacy = check_privacy(self.privacy)
+        from mlwarden.assess.extraction import check_extraction
+
+        self.extraction = check_extraction(self.extraction)
 
     def with_gates(self, gates: list[Gate]) -> AssessConfig:
         """A copy with ``gates`` added; the ε of every gate joins the ε grid."""
@@ -320,6 +347,9 @@ _KEYS = {
     "policy",
     "smoothing",
     "detectors",
+    "poisoning",
+    "privacy",
+    "extraction",
 }
 
 

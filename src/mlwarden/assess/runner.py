@@ -20,10 +20,15 @@ from mlwarden.report.taxonomy import Taxonomy
 __all__ = ["assess", "count_steps", "evaluate_gates"]
 
 
-def count_steps(classifier: Classifier, config: AssessConfig) -> int:
+def count_steps(
+    classifier: Classifier, config: AssessConfig, *, train_data_given: bool = False
+) -> int:
     """How many progress steps :func:`assess` reports (one per attack and ε, plus one).
 
-    Certification adds one step; detection adds one per detection attack and per detector.
+    Certification adds one step; detection adds one per detection attack and per detector;
+    the poisoning inspection of given training data adds three, or six for a white-box model
+    (representations, spectral signatures, activation clustering); privacy and extraction add
+    one per attack and per output policy.
     """
     names, _ = plan_attacks(config, classifier)
     steps = len(names) * len(config.epsilons) + 1
@@ -31,7 +36,24 @@ def count_steps(classifier: Classifier, config: AssessConfig) -> int:
         steps += 1
     if config.detectors:
         steps += (2 if classifier.differentiable else 1) + len(config.detectors)
+    if isinstance(config.privacy, dict):
+        privacy = config.privacy
+        steps += int(privacy["membership"]) + int(bool(privacy["lira_shadows"]))
+        steps += int(privacy["inversion"] and classifier.differentiable)
+    if isinstance(config.extraction, dict):
+        steps += len(config.extraction["policies"])
+    if train_data_given and config.poisoning is not False:
+        steps += 6 if classifier.differentiable else 3
     return steps
+
+
+def _builtin_train(data: Dataset) -> Dataset | None:
+    """The train split of built-in evaluation data (the extraction attacker's pool), else None."""
+    if not data.name.startswith("builtin:"):
+        return None
+    from mlwarden.data.builtin import load_builtin
+
+    return load_builtin(data.name.split(":")[1]).train
 
 
 def _check_compatible(classifier: Classifier, data: Dataset) -> None:
@@ -84,7 +106,8 @@ def assess(
     ----------
     train_data
         Clean data to fit and calibrate ``config.detectors`` on; for built-in evaluation data
-        the dataset's train split is used when omitted.
+        the dataset's train split is used when omitted. When given, it is also inspected for
+        poisoning (the ``poisoning`` section) unless ``config.poisoning`` is ``False``.
     on_step
         Called with a short description before each unit of work (for progress bars).
     extra_findings
@@ -92,7 +115,13 @@ def assess(
         the report's findings.
     """
     _check_compatible(classifier, data)
-    if config.detectors:  # fail before the long evasion run when clean data is missing
+    poisoning_data = train_data if config.poisoning is not False else None  # given: inspect it
+    if config.privacy and train_data is None and not data.name.startswith("builtin:"):
+        raise ConfigError(
+            "privacy attacks need the model's training data (members); pass --train-data, "
+            "or remove privacy from the config"
+        )
+    if config.detectors or config.privacy:  # fail before the long evasion run without data
         train_data = resolve_train_data(data, train_data)
     started = time.perf_counter()
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
@@ -147,6 +176,41 @@ def assess(
         findings.extend(detection.findings)
         metrics.update(detection.metrics)
         sections["detection"] = detection.section
+    if poisoning_data is not None:
+        from mlwarden.assess.poisoning import run_poisoning
+
+        poisoning = run_poisoning(classifier, poisoning_data, config, on_step=on_step)
+        findings.extend(poisoning.findings)
+        metrics.update(poisoning.metrics)
+        sections["poisoning"] = poisoning.section
+    if isinstance(config.privacy, dict) and train_data is not None:
+        from mlwarden.assess.privacy import run_privacy
+
+        privacy = run_privacy(
+            classifier,
+            sample,
+            config.privacy,
+            train_data=train_data,
+            seed=config.seed,
+            on_step=on_step,
+        )
+        findings.extend(privacy.findings)
+        metrics.update(privacy.metrics)
+        sections["privacy"] = privacy.section
+    if isinstance(config.extraction, dict):
+        from mlwarden.assess.extraction import run_extraction
+
+        extraction = run_extraction(
+            classifier,
+            sample,
+            config.extraction,
+            train_data=train_data if train_data is not None else _builtin_train(data),
+            seed=config.seed,
+            on_step=on_step,
+        )
+        findings.extend(extraction.findings)
+        metrics.update(extraction.metrics)
+        sections["extraction"] = extraction.section
     findings.extend(extra_findings or [])
     gates = evaluate_gates(config.gates, metrics)
 

@@ -12,7 +12,10 @@ from rich.markup import escape
 
 from mlwarden import __version__
 from mlwarden.cli import assess as assess_cmd
+from mlwarden.cli import attack as attack_cmd
+from mlwarden.cli import data as data_cmd
 from mlwarden.cli import harden as harden_cmd
+from mlwarden.cli import serve as serve_cmd
 from mlwarden.cli import supplychain as supplychain_cmd
 from mlwarden.cli import zoo as zoo_cmd
 from mlwarden.errors import MlwardenError
@@ -37,6 +40,11 @@ app.command("scan")(supplychain_cmd.scan)
 app.command("audit-deps")(supplychain_cmd.audit_deps)
 app.add_typer(zoo_cmd.app, name="zoo")
 app.add_typer(harden_cmd.app, name="harden")
+app.add_typer(attack_cmd.app, name="attack")
+app.add_typer(data_cmd.app, name="data")
+app.command("serve")(serve_cmd.serve)
+app.add_typer(serve_cmd.keys_app, name="keys")
+app.add_typer(serve_cmd.audit_app, name="audit")
 
 
 def _version(value: bool) -> None:

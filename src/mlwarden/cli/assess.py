@@ -51,8 +51,9 @@ def assess(
     train_data: str | None = typer.Option(
         None,
         "--train-data",
-        help="Clean training data to fit detectors on (same formats as --data); built-in data "
-        "uses its train split.",
+        help="Training data (same formats as --data): detectors are fitted on it, and it is "
+        "inspected for poisoning (set poisoning: false in the config to skip); built-in data "
+        "uses its train split for detectors.",
     ),
 ) -> None:
     """Assess a model's robustness and write a report; exit 3 when a policy gate fails."""
@@ -103,7 +104,10 @@ def assess(
             f"{dataset.clip_range}; set clip_range in the config"
         )
     with progress() as bar:
-        task = bar.add_task("assessing", total=count_steps(classifier, settings))
+        task = bar.add_task(
+            "assessing",
+            total=count_steps(classifier, settings, train_data_given=train_data is not None),
+        )
         first = True
 
         def on_step(description: str) -> None:

@@ -15,6 +15,8 @@ __all__ = [
     "accuracy_vs_eps_png",
     "adversarial_examples_png",
     "certified_accuracy_png",
+    "inversion_grid_png",
+    "membership_roc_png",
     "training_curve_png",
 ]
 
@@ -123,4 +125,57 @@ def training_curve_png(history: list[dict[str, Any]], title: str) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title)
+    return _to_png(fig)
+
+
+def membership_roc_png(
+    curves: dict[str, dict[str, Any]], title: str = "Membership inference ROC"
+) -> bytes:
+    """Log-log ROC curves of membership attacks (``{name: {"fpr": [...], "tpr": [...]}}``).
+
+    Low false-positive rates are where membership leakage matters (Carlini et al., 2022), so
+    both axes are logarithmic; the diagonal is a random guess.
+    """
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    floor = 1e-4
+    for name, curve in curves.items():
+        fpr = np.maximum(np.asarray(curve["fpr"], dtype=np.float64), floor)
+        tpr = np.maximum(np.asarray(curve["tpr"], dtype=np.float64), floor)
+        label = name if "auc" not in curve else f"{name} (AUC {curve['auc']:.3f})"
+        ax.plot(fpr, tpr, label=label, drawstyle="steps-post")
+    ax.plot([floor, 1], [floor, 1], color="gray", linestyle=":", label="random guess")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(floor, 1)
+    ax.set_ylim(floor, 1.05)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title)
+    return _to_png(fig)
+
+
+def inversion_grid_png(reconstructions: Any, class_means: Any, recovered: Any = None) -> bytes:
+    """Model-inversion reconstructions (top row) above each class's mean training input."""
+    recon = np.asarray(reconstructions, dtype=np.float32)
+    means = np.asarray(class_means, dtype=np.float32)
+    count = len(recon)
+    fig, axes = plt.subplots(2, count, figsize=(1.1 * count + 0.6, 2.9), squeeze=False)
+
+    def image(a: np.ndarray) -> np.ndarray:
+        if a.ndim == 1:  # tabular: show the feature vector as a strip
+            return a[None, :]
+        return a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
+
+    for c in range(count):
+        mark = "" if recovered is None else (" ✓" if recovered[c] else " ✗")
+        for row, (picture, title) in enumerate(
+            ((recon[c], f"class {c}{mark}"), (means[c], "mean"))
+        ):
+            ax = axes[row][c]
+            ax.imshow(np.clip(image(picture), 0, 1), cmap="gray", vmin=0, vmax=1, aspect="auto")
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.suptitle("Model inversion: reconstruction / class mean of the training data", y=1.04)
     return _to_png(fig)

@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ATLAS", "NIST_AI_RMF", "OWASP_ML", "Taxonomy", "TaxonomyRef"]
+__all__ = [
+    "ATLAS",
+    "BACKDOOR_TAXONOMY",
+    "DATA_POISONING_TAXONOMY",
+    "EXTRACTION_TAXONOMY",
+    "INVERSION_TAXONOMY",
+    "MEMBERSHIP_TAXONOMY",
+    "NIST_AI_RMF",
+    "OWASP_ML",
+    "Taxonomy",
+    "TaxonomyRef",
+]
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,7 @@ NIST_AI_RMF: dict[str, TaxonomyRef] = {
         _nist("MEASURE", "Measure: identified risks are assessed, analyzed, or tracked"),
         _nist("MANAGE", "Manage: risks are prioritized and acted upon based on projected impact"),
         _nist("MEASURE 2.7", "AI system security and resilience are evaluated and documented"),
+        _nist("MEASURE 2.10", "Privacy risk of the AI system is examined and documented"),
         _nist("MEASURE 2.3", "AI system performance or assurance criteria are measured"),
         _nist(
             "MANAGE 1.3",
@@ -129,3 +141,31 @@ class Taxonomy:
             "owasp": list(self.owasp),
             "nist_ai_rmf": list(self.nist),
         }
+
+
+DATA_POISONING_TAXONOMY = Taxonomy(
+    atlas=("AML.T0020",), owasp=("ML02:2023",), nist=("MEASURE 2.7", "MANAGE 1.3")
+)
+"""Poisoned or mislabelled training data (label flips, planted samples)."""
+
+BACKDOOR_TAXONOMY = Taxonomy(
+    atlas=("AML.T0020", "AML.T0018"),
+    owasp=("ML02:2023", "ML10:2023"),
+    nist=("MEASURE 2.7", "MANAGE 1.3"),
+)
+"""A backdoor planted through the training data into the model."""
+
+MEMBERSHIP_TAXONOMY = Taxonomy(
+    atlas=("AML.T0024.000",), owasp=("ML04:2023",), nist=("MEASURE 2.10", "MANAGE 1.3")
+)
+"""Membership inference: ATLAS Infer Training Data Membership, OWASP ML04:2023."""
+
+INVERSION_TAXONOMY = Taxonomy(
+    atlas=("AML.T0024.001",), owasp=("ML03:2023",), nist=("MEASURE 2.10", "MANAGE 1.3")
+)
+"""Model inversion: ATLAS Invert ML Model, OWASP ML03:2023."""
+
+EXTRACTION_TAXONOMY = Taxonomy(
+    atlas=("AML.T0024.002",), owasp=("ML05:2023",), nist=("MEASURE 2.7", "MANAGE 1.3")
+)
+"""Model extraction through the inference API: ATLAS Extract ML Model, OWASP ML05:2023 Model Theft."""

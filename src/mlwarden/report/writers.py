@@ -138,11 +138,33 @@ def render_html(report: Report) -> str:
         if doc["sections"].get("certification")
         else None,
         detection=doc["sections"].get("detection"),
+        privacy=doc["sections"].get("privacy"),
+        **_privacy_plots(doc["sections"].get("privacy")),
         findings=[
             {**f.to_dict(), "refs": [t.to_dict() for t in f.taxonomy.refs()]} for f in findings
         ],
         config_yaml=yaml.safe_dump(doc["config"], sort_keys=False),
     )
+
+
+def _privacy_plots(section: dict[str, Any] | None) -> dict[str, str | None]:
+    """The privacy section's ROC and inversion figures, as base64 PNGs (``None`` when absent)."""
+    from mlwarden.report.plots import inversion_grid_png, membership_roc_png
+
+    plots: dict[str, str | None] = {"membership_plot": None, "inversion_plot": None}
+    if not section:
+        return plots
+    if section.get("membership"):
+        curves = {name: {**r["roc"], "auc": r["auc"]} for name, r in section["membership"].items()}
+        plots["membership_plot"] = _b64(membership_roc_png(curves))
+    inversion = section.get("inversion") or {}
+    if "reconstructions" in inversion:
+        plots["inversion_plot"] = _b64(
+            inversion_grid_png(
+                inversion["reconstructions"], inversion["class_means"], inversion["recovered"]
+            )
+        )
+    return plots
 
 
 def write_html(report: Report, path: str | Path) -> Path:

@@ -13,11 +13,11 @@ for _cls in (FeatureSqueezing, MahalanobisDetector, KNNDetector, STRIP):
 
 __all__ = [
     "DETECTOR_FORMAT",
+    "STRIP",
     "Detector",
     "FeatureSqueezing",
     "KNNDetector",
     "MahalanobisDetector",
-    "STRIP",
     "detector_names",
     "get_detector",
     "load_detector",
