@@ -190,10 +190,10 @@ def test_monitor_alerts_before_the_budget_and_the_quota_stops_the_attack(
     ).text
     assert 'mlwarden_alerts_total{kind="out_of_distribution"}' in metrics
 
-    # (b) the quota stopped the attack with a partial result: exactly the quota's queries
+    # (b) the quota stopped the attack with a partial result: never more than the quota's
+    # queries, and short of it only by the last batch, which did not fit and was refused whole
     assert result.stopped == "quota"
-    assert result.queries == QUOTA_QUERIES < budget
-    assert result.requests == QUOTA_QUERIES // batch
+    assert QUOTA_QUERIES - batch < result.queries <= QUOTA_QUERIES < budget
     assert result.final is not None and result.final.queries == result.queries
     assert result.final.fidelity is not None and result.final.fidelity > 0.3  # it did learn
 
