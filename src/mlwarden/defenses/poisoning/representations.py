@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlwarden.defenses.detectors.features import cut_before_linear
 from mlwarden.errors import ConfigError, ModelError
 from mlwarden.models.base import Classifier, DifferentiableClassifier
 
@@ -43,8 +44,6 @@ __all__ = ["LAYERS", "Layer", "hidden_activations", "representation_function"]
 
 Layer = Literal["features", "penultimate"]
 LAYERS: tuple[str, ...] = ("features", "penultimate")
-
-_LINEAR_TARGETS = (torch.ops.aten.linear.default, torch.nn.functional.linear)
 
 
 def representation_function(
@@ -75,32 +74,11 @@ def representation_function(
             return lambda x: body(x).flatten(1)
     graph = getattr(module, "graph", None)
     if isinstance(module, torch.fx.GraphModule) and isinstance(graph, torch.fx.Graph):
-        cut = _cut_graph(module, first=first)
+        cut = cut_before_linear(module, which="first" if first else "last")
         return lambda x: cut(x).flatten(1)
     if isinstance(module, nn.Module):
         return _hooked(module, first=first)
     raise ModelError(f"cannot read the hidden layers of a {type(module).__name__}")
-
-
-def _cut_graph(module: torch.fx.GraphModule, *, first: bool) -> torch.fx.GraphModule:
-    nodes = list(module.graph.nodes)
-    linears = [n for n in nodes if n.op == "call_function" and n.target in _LINEAR_TARGETS]
-    if not linears:
-        raise ModelError("the exported model has no linear layer to read activations before")
-    chosen = linears[0] if first else linears[-1]
-    feature_node = chosen.args[0]
-    graph = torch.fx.Graph()
-    env: dict[torch.fx.Node, torch.fx.Node] = {}
-    for node in nodes:
-        if node is chosen:
-            break
-        if node.op == "output":
-            continue
-        env[node] = graph.node_copy(node, lambda n: env[n])
-    if not isinstance(feature_node, torch.fx.Node) or feature_node not in env:
-        raise ModelError("the chosen linear layer's input is not computed inside the graph")
-    graph.output(env[feature_node])
-    return torch.fx.GraphModule(module, graph)
 
 
 def _hooked(module: nn.Module, *, first: bool) -> Callable[[torch.Tensor], torch.Tensor]:
