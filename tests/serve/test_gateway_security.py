@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mlwarden.errors import ConfigError
 from serve.helpers import Client as GatewayClient
 from serve.helpers import sample
 
@@ -409,6 +410,64 @@ def test_monitor_alert_is_audited_and_its_action_blocks_the_key(
     assert json.loads(rows[1]["alerts"])[0]["kind"] == "prada"
     assert app.state.gateway.keys.get(key.split("_")[1]).restriction == "block"
     app.state.gateway.close()
+
+
+def test_monitor_alerts_are_posted_to_the_webhook(tmp_path: Path, tiny_classifier: Any) -> None:
+    import http.server
+    import threading
+
+    from mlwarden.serve.app import create_app
+    from mlwarden.serve.config import gateway_config_from_dict
+    from serve.helpers import config_dict
+
+    received: list[dict[str, Any]] = []
+    arrived = threading.Event()
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append({"type": self.headers["content-type"], "body": json.loads(body)})
+            self.send_response(204)
+            self.end_headers()
+            arrived.set()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        raw = config_dict(f"sqlite:///{tmp_path}/hook.db")
+        raw["monitor"] = {"webhook_url": f"http://127.0.0.1:{server.server_port}/alerts"}
+        app = create_app(
+            gateway_config_from_dict(raw),
+            models={"digits": tiny_classifier, "other-model": tiny_classifier},
+            monitor=_BlockingMonitor(),
+        )
+        key = _key(app)
+        with GatewayClient(app) as client:
+            for _ in range(2):
+                _predict(client, key)
+        assert arrived.wait(10), "the webhook received nothing"
+    finally:
+        server.shutdown()
+        server.server_close()
+        app.state.gateway.close()
+    assert len(received) == 1 and received[0]["type"] == "application/json"
+    (alert,) = received[0]["body"]["alerts"]
+    assert alert["kind"] == "prada" and alert["key_id"] == key.split("_")[1]
+    assert key not in json.dumps(received)  # the key id travels, never the secret
+
+
+@pytest.mark.parametrize("url", ["ftp://x/y", "127.0.0.1:9/alerts", "http://", 7])
+def test_a_webhook_that_is_not_an_http_url_is_a_config_error(tmp_path: Path, url: Any) -> None:
+    from mlwarden.serve.config import gateway_config_from_dict
+    from serve.helpers import config_dict
+
+    raw = config_dict(f"sqlite:///{tmp_path}/hook.db")
+    raw["monitor"] = {"webhook_url": url}
+    with pytest.raises(ConfigError, match=r"monitor\.webhook_url"):
+        gateway_config_from_dict(raw)
 
 
 def test_openapi_and_model_schema_are_published(make_gateway: Any) -> None:

@@ -443,12 +443,20 @@ def gateway_config_from_dict(
     _known(
         mo, {"enabled", "action", "options", "reference", "webhook_url", "expose_alerts"}, "monitor"
     )
+    webhook_url = mo.get("webhook_url")
+    if webhook_url is not None and (
+        not isinstance(webhook_url, str)
+        or not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", webhook_url)
+    ):
+        raise ConfigError(
+            f"monitor.webhook_url must be an http:// or https:// URL, got {webhook_url!r}"
+        )
     monitor = MonitorSettings(
         enabled=bool(mo.get("enabled", False)),
         action=str(mo.get("action", "per_alert")),
         options=_mapping(mo.get("options"), "monitor.options"),
         reference=None if mo.get("reference") is None else str(mo["reference"]),
-        webhook_url=mo.get("webhook_url"),
+        webhook_url=webhook_url,
         expose_alerts=bool(mo.get("expose_alerts", True)),
     )
 
