@@ -8,6 +8,7 @@ import pytest
 
 from mlwarden.assess import AssessConfig, assess, load_config, parse_gate
 from mlwarden.errors import ConfigError
+from mlwarden.report.writers import render_html
 
 
 def test_extraction_section_reports_fidelity_per_policy_and_gates_resistance(
@@ -35,6 +36,9 @@ def test_extraction_section_reports_fidelity_per_policy_and_gates_resistance(
     # a surrogate trained on the digits copies the CNN well: resistance is low and the gate fails
     assert gates["extraction_resistance@250"].passed is (1 - fidelity >= 0.5)
     assert config.epsilons == [0.05]  # the budget of an extraction gate is not an ε
+    html = render_html(report)
+    assert "<h2>Model extraction</h2>" in html
+    assert 'alt="surrogate fidelity versus queries" src="data:image/png;base64,' in html
 
 
 def test_extraction_config_from_yaml_and_its_errors(write_yaml: Any) -> None:

@@ -63,6 +63,9 @@ def test_training_data_adds_a_poisoning_section_with_a_backdoor_finding(
     doc = json.loads(paths["json"].read_text())
     assert doc["sections"]["poisoning"]["n_suspicious"] == section["n_suspicious"]
     assert "poisoning.backdoor" in paths["sarif"].read_text()
+    html = paths["html"].read_text()
+    assert "<h2>Training-data poisoning</h2>" in html
+    assert f"<td>{section['suspicious'][0]['index']}</td>" in html
 
 
 def test_no_poisoning_section_without_training_data_or_when_disabled(

@@ -140,11 +140,22 @@ def render_html(report: Report) -> str:
         detection=doc["sections"].get("detection"),
         privacy=doc["sections"].get("privacy"),
         **_privacy_plots(doc["sections"].get("privacy")),
+        poisoning=doc["sections"].get("poisoning"),
+        extraction=doc["sections"].get("extraction"),
+        extraction_plot=_extraction_plot(doc["sections"].get("extraction")),
         findings=[
             {**f.to_dict(), "refs": [t.to_dict() for t in f.taxonomy.refs()]} for f in findings
         ],
         config_yaml=yaml.safe_dump(doc["config"], sort_keys=False),
     )
+
+
+def _extraction_plot(section: dict[str, Any] | None) -> str | None:
+    if not section:
+        return None
+    from mlwarden.attacks.extraction.plot import extraction_png
+
+    return _b64(extraction_png(section["runs"], title="Model extraction: surrogate vs queries"))
 
 
 def _privacy_plots(section: dict[str, Any] | None) -> dict[str, str | None]:
