@@ -75,7 +75,8 @@ def test_missing_malformed_unknown_keys_are_401_and_audited(
     app = make_gateway()
     with GatewayClient(app) as client:
         response = _predict(client, presented)
-    assert response.status_code == 401 and response.json()["error"] == reason
+    public = "invalid_key" if reason == "unknown_key" else reason
+    assert response.status_code == 401 and response.json()["error"] == public
     (row,) = _rows(app)
     assert (row["status"], row["reason"], row["key_id"], row["decision"]) == (
         401,
@@ -94,6 +95,25 @@ def test_wrong_secret_is_401_and_audited_under_the_key_id(make_gateway: Any) -> 
     assert response.status_code == 401
     (row,) = _rows(app)
     assert (row["reason"], row["key_id"]) == ("wrong_secret", key.split("_")[1])
+
+
+def test_an_unknown_id_and_a_wrong_secret_look_the_same_to_the_caller(make_gateway: Any) -> None:
+    app = make_gateway()
+    key = _key(app)
+    wrong_secret = key[:-43] + ("B" * 43 if not key.endswith("B" * 43) else "C" * 43)
+    unknown_id = "mlw_" + ("0" * 12 if key[4:16] != "0" * 12 else "1" * 12) + key[16:]
+    with GatewayClient(app) as client:
+        answers = [_predict(client, k) for k in (wrong_secret, unknown_id)]
+    assert [a.status_code for a in answers] == [401, 401]
+    assert (
+        answers[0].json()
+        == answers[1].json()
+        == {
+            "error": "invalid_key",
+            "detail": "a valid API key is required",
+        }
+    )
+    assert [r["reason"] for r in _rows(app)] == ["wrong_secret", "unknown_key"]
 
 
 def test_revocation_takes_effect_on_the_next_request(make_gateway: Any) -> None:
@@ -516,3 +536,170 @@ def test_configured_detector_flags_or_rejects_far_inputs(
     else:
         assert far.status_code == 422 and far.json()["error"] == "detector"
     assert json.loads(_rows(app)[1]["alerts"])[0]["kind"] == "detector:knn"
+
+
+def test_a_mixed_case_table_prefix_is_refused(tmp_path: Path) -> None:
+    from mlwarden.serve.config import gateway_config_from_dict
+    from mlwarden.serve.db import Database
+    from serve.helpers import config_dict
+
+    raw = config_dict(f"sqlite:///{tmp_path}/p.db")
+    raw["table_prefix"] = "GW_"  # PostgreSQL would fold it to gw_ in unquoted SQL
+    with pytest.raises(ConfigError, match="table_prefix"):
+        gateway_config_from_dict(raw)
+    with pytest.raises(ConfigError, match="table_prefix"):
+        Database(f"sqlite:///{tmp_path}/p.db", prefix="GW_")
+
+
+def test_a_model_name_with_a_trailing_newline_is_not_a_model(make_gateway: Any) -> None:
+    app = make_gateway()
+    key = _key(app)
+    with GatewayClient(app) as client:
+        response = client.post(
+            "/v1/models/digits%0A/predict",
+            json={"inputs": [sample()]},
+            headers={"X-API-Key": key},
+        )
+    assert response.status_code == 404
+    (row,) = _rows(app)
+    assert (row["model"], row["reason"]) == ("<invalid>", "bad_model_name")
+
+
+def test_listing_and_describing_models_count_against_the_key_rate_limit(
+    make_gateway: Any,
+) -> None:
+    app = make_gateway(rate_limits={"per_key_model": ["2/minute"], "daily_quota": 1000})
+    key = _key(app)
+    with GatewayClient(app) as client:
+        statuses = [
+            client.get(url, headers={"X-API-Key": key}).status_code
+            for url in ("/v1/models", "/v1/models/digits", "/v1/models")
+        ]
+        limited = client.get("/v1/models", headers={"X-API-Key": key})
+    assert statuses == [200, 200, 429]
+    assert limited.json()["error"] == "rate_limit" and int(limited.headers["retry-after"]) >= 1
+    assert [r["reason"] for r in _rows(app)][-2:] == ["rate_limit", "rate_limit"]
+
+
+def test_a_blocked_model_call_does_not_stall_other_requests(
+    tmp_path: Path, tiny_classifier: Any
+) -> None:
+    """The model runs off the event loop: while one prediction is stuck, others are answered."""
+    import asyncio
+    import threading
+
+    import httpx
+
+    from mlwarden.serve.app import create_app
+    from mlwarden.serve.config import gateway_config_from_dict
+    from serve.helpers import config_dict
+
+    release = threading.Event()
+    order: list[str] = []
+
+    class Stuck:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(tiny_classifier, name)
+
+        def predict_proba(self, x: np.ndarray) -> np.ndarray:
+            release.wait(10)  # a bug that blocks the loop would deadlock here until the timeout
+            order.append("prediction done")
+            return tiny_classifier.predict_proba(x)
+
+    cfg = gateway_config_from_dict(config_dict(f"sqlite:///{tmp_path}/stuck.db"))
+    app = create_app(cfg, models={"digits": Stuck(), "other-model": tiny_classifier})  # type: ignore[dict-item]
+    key = _key(app)
+
+    async def scenario() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            headers = {"X-API-Key": key}
+            stuck = asyncio.create_task(
+                client.post(
+                    "/v1/models/digits/predict", json={"inputs": [sample()]}, headers=headers
+                )
+            )
+            await asyncio.sleep(0.2)  # let the stuck request reach the model
+            listed = await client.get("/v1/models", headers=headers)
+            order.append("list answered")
+            release.set()
+            return [listed.status_code, (await stuck).status_code]
+
+    try:
+        assert asyncio.run(scenario()) == [200, 200]
+    finally:
+        release.set()
+        app.state.gateway.close()
+    assert order == ["list answered", "prediction done"]
+
+
+def test_a_client_that_disconnects_mid_body_is_audited_as_such(make_gateway: Any) -> None:
+    import asyncio
+
+    app = make_gateway()
+    key = _key(app)
+    messages = [
+        {"type": "http.request", "body": b'{"inp', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/models/digits/predict",
+        "raw_path": b"/v1/models/digits/predict",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"gateway"),
+            (b"x-api-key", key.encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"1000"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("gateway", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    (row,) = _rows(app)
+    assert (row["status"], row["reason"]) == (400, "client_disconnect")
+
+
+def test_an_unexpected_error_is_a_json_500_with_the_request_id_and_audited(
+    tmp_path: Path, tiny_classifier: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mlwarden.serve.app import create_app
+    from mlwarden.serve.config import gateway_config_from_dict
+    from serve.helpers import config_dict
+
+    class Broken:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(tiny_classifier, name)
+
+        def predict_proba(self, x: np.ndarray) -> np.ndarray:
+            raise RuntimeError("model exploded")
+
+    cfg = gateway_config_from_dict(config_dict(f"sqlite:///{tmp_path}/broken.db"))
+    app = create_app(cfg, models={"digits": Broken(), "other-model": tiny_classifier})  # type: ignore[dict-item]
+    key = _key(app)
+    try:
+        with caplog.at_level(logging.ERROR), GatewayClient(app) as client:
+            response = _predict(client, key)
+        assert response.status_code == 500
+        assert response.json()["error"] == "internal_error"
+        assert "exploded" not in response.text  # internals stay in the server log
+        (row,) = _rows(app)
+        assert (row["status"], row["reason"]) == (500, "error")
+        assert row["request_id"] == response.headers["x-request-id"]
+        assert "model exploded" in caplog.text and key not in caplog.text
+    finally:
+        app.state.gateway.close()

@@ -32,6 +32,8 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from mlwarden import __version__
 from mlwarden.errors import ConfigError
@@ -65,6 +67,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+_ID_PROBES = frozenset({"unknown_key", "wrong_secret"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _STATUS_REASON = {
     401: "unauthenticated",
@@ -225,7 +228,7 @@ class AuditMiddleware:
         for name, value in scope.get("headers", []):
             if name == b"x-request-id":
                 text = value.decode("latin-1")
-                given = text if _REQUEST_ID.match(text) else None
+                given = text if _REQUEST_ID.fullmatch(text) else None
         ctx = RequestContext(request_id=given or uuid.uuid4().hex)
         scope.setdefault("state", {})["mlw"] = ctx
         state = {"audited": False, "failed": False}
@@ -286,11 +289,24 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, send_audited)
         except Exception:
-            if not state["audited"]:
-                state["audited"] = True
-                ctx.reason = ctx.reason or "error"
-                await record(500)
-            raise
+            if state["audited"]:  # the response had started: nothing more can be sent
+                raise
+            # answer here, audited and with the request id, instead of letting the server's
+            # error middleware answer a bare 500; the traceback goes to the log
+            logger.exception("unhandled error (request %s)", ctx.request_id)
+            ctx.reason = ctx.reason or "error"
+            body = b'{"error":"internal_error","detail":"internal error; see the server log"}'
+            await send_audited(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send_audited({"type": "http.response.body", "body": body})
 
 
 def create_app(
@@ -365,16 +381,19 @@ def create_app(
             record = gateway.keys.authenticate(presented)
         except AuthFailure as failure:
             ctx.key_id = failure.key_id
-            ctx.reason = failure.reason
+            ctx.reason = failure.reason  # the audit log and metrics keep the exact reason
+            # an unknown id and a wrong secret answer alike, so callers cannot probe which key
+            # ids exist; revoked/expired are told only to whoever holds the right secret
+            public = "invalid_key" if failure.reason in _ID_PROBES else failure.reason
             raise Problem(
-                401, failure.reason, "a valid API key is required", {"WWW-Authenticate": "Bearer"}
+                401, public, "a valid API key is required", {"WWW-Authenticate": "Bearer"}
             ) from None
         ctx.key_id = record.key_id
         return record
 
     def resolve(name: str, request: Request) -> ServedModel:
         ctx = _ctx(request)
-        if not MODEL_NAME_PATTERN.match(name):
+        if not MODEL_NAME_PATTERN.fullmatch(name):
             ctx.model = "<invalid>"
             ctx.reason = "bad_model_name"
             raise Problem(404, "unknown_model", "no such model")
@@ -412,6 +431,18 @@ def create_app(
         },
     }
 
+    def limit_requests(record: KeyRecord, request: Request) -> None:
+        """Apply the key's request rate limits to an endpoint that queries no model."""
+        limit = gateway.limits.hit(record.key_id, "-")
+        if not limit.allowed:
+            _ctx(request).reason = limit.reason
+            raise Problem(
+                429,
+                limit.reason,
+                f"{limit.reason.replace('_', ' ')} exceeded; retry in {limit.retry_after_s} s",
+                {"Retry-After": str(limit.retry_after_s)},
+            )
+
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
         """Liveness: the process answers. (Not audited.)"""
@@ -424,6 +455,7 @@ def create_app(
         ctx.action = "metrics"
         if not config.metrics_public:
             record = authenticate(request)
+            limit_requests(record, request)
             if not gateway.authz.has_anywhere(record.role, "metrics"):
                 ctx.reason = "forbidden"
                 raise Problem(403, "forbidden", "this key's role does not grant metrics")
@@ -434,6 +466,7 @@ def create_app(
         """The models this key may use."""
         _ctx(request).action = "list"
         record = authenticate(request)
+        limit_requests(record, request)
         return {"models": gateway.authz.visible_models(record.role)}
 
     @app.get("/v1/models/{name}", tags=["models"])
@@ -441,6 +474,7 @@ def create_app(
         """A model's input schema, output policy for this key, and the actions granted."""
         _ctx(request).action = "describe"
         record = authenticate(request)
+        limit_requests(record, request)
         served = resolve(name, request)
         actions = [
             a
@@ -509,6 +543,9 @@ def create_app(
         except PayloadTooLarge as exc:
             ctx.reason = "too_large"
             raise Problem(413, "too_large", str(exc)) from None
+        except ClientDisconnect:
+            ctx.reason = "client_disconnect"  # nobody is left to answer; the entry says why
+            raise Problem(400, "client_disconnect", "the client closed the connection") from None
         except InvalidInput as exc:
             ctx.reason = exc.reason
             raise Problem(422, exc.reason, str(exc)) from None
@@ -522,34 +559,42 @@ def create_app(
                 f"{quota.retry_after_s} s",
                 {"Retry-After": str(quota.retry_after_s)},
             )
-        for detector, action in served.detectors:
-            flagged = np.asarray(detector.predict(x), dtype=bool)
-            if flagged.any():
-                alert = {
-                    "kind": f"detector:{detector.name}",
-                    "key_id": record.key_id,
-                    "model": name,
-                    "score": float(flagged.mean()),
-                    "threshold": float(detector.threshold_),
-                    "message": f"{int(flagged.sum())} of {len(x)} input(s) flagged",
-                }
-                ctx.alerts.append(alert)
-                gateway.metrics.alerts.labels(alert["kind"]).inc()
-                if action == "reject":
-                    ctx.reason = "detector"
-                    raise Problem(422, "detector", "input(s) rejected by an input detector")
-        probs = served.classifier.predict_proba(x)
-        if gateway.monitor is not None:
-            _run_monitor(record, name, x, probs, ctx)
-        policy = _policy(served, record)
-        if ctx.restriction in ("label_only", "block"):  # imposed by this very request's alerts
-            policy = policy.stricter(OutputPolicy(mode="label"))
-        content: dict[str, Any] = {
-            "model": name,
-            "outputs": apply_policy(probs, policy),
-            "policy": policy.describe(),
-            "alerts": ctx.alerts if config.monitor.expose_alerts else [],
-        }
+
+        def infer() -> dict[str, Any]:
+            """Detectors, model, monitor and output policy: blocking work, run off the loop."""
+            for detector, action in served.detectors:
+                flagged = np.asarray(detector.predict(x), dtype=bool)
+                if flagged.any():
+                    alert = {
+                        "kind": f"detector:{detector.name}",
+                        "key_id": record.key_id,
+                        "model": name,
+                        "score": float(flagged.mean()),
+                        "threshold": float(detector.threshold_),
+                        "message": f"{int(flagged.sum())} of {len(x)} input(s) flagged",
+                    }
+                    ctx.alerts.append(alert)
+                    gateway.metrics.alerts.labels(alert["kind"]).inc()
+                    if action == "reject":
+                        ctx.reason = "detector"
+                        raise Problem(422, "detector", "input(s) rejected by an input detector")
+            probs = served.classifier.predict_proba(x)
+            if gateway.monitor is not None:
+                _run_monitor(record, name, x, probs, ctx)
+            policy = _policy(served, record)
+            if ctx.restriction in ("label_only", "block"):  # imposed by this very request's alerts
+                policy = policy.stricter(OutputPolicy(mode="label"))
+            content: dict[str, Any] = {
+                "model": name,
+                "outputs": apply_policy(probs, policy),
+                "policy": policy.describe(),
+                "alerts": ctx.alerts if config.monitor.expose_alerts else [],
+            }
+            return content
+
+        # a slow batch of one key must not stall the event loop that serves every other key
+        # (and the audit commits): the model work runs in the threadpool
+        content = await run_in_threadpool(infer)
         return JSONResponse(content)
 
     def _run_monitor(

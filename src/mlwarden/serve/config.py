@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from mlwarden.errors import ConfigError
+from mlwarden.serve.db import check_table_prefix
 
 __all__ = [
     "ACTIONS",
@@ -292,7 +293,7 @@ def _positive_int(value: Any, where: str, *, allow_zero: bool = False) -> int:
 
 def _model(name: str, raw: Any, base: Path) -> ModelConfig:
     where = f"models.{name}"
-    if not isinstance(name, str) or not MODEL_NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not MODEL_NAME_PATTERN.fullmatch(name):
         raise ConfigError(
             f"model name {name!r} is not allowed; use letters, digits, '_', '-' and single dots"
         )
@@ -334,7 +335,7 @@ def _model(name: str, raw: Any, base: Path) -> ModelConfig:
 
 def _role(name: str, raw: Any) -> RoleConfig:
     where = f"roles.{name}"
-    if not isinstance(name, str) or not _ROLE_PATTERN.match(name):
+    if not isinstance(name, str) or not _ROLE_PATTERN.fullmatch(name):
         raise ConfigError(f"role name {name!r} is not allowed (letters, digits, '_', '.', '-')")
     if isinstance(raw, list):
         raw = {"grants": raw}
@@ -347,7 +348,7 @@ def _role(name: str, raw: Any) -> RoleConfig:
         _known(g, {"models", "actions", "output"}, gw)
         models = _str_list(g.get("models", []), f"{gw}.models")
         for pattern in models:
-            if not _GLOB_PATTERN.match(pattern):
+            if not _GLOB_PATTERN.fullmatch(pattern):
                 raise ConfigError(f"{gw}.models: {pattern!r} is not a model name or glob")
         actions = _str_list(g.get("actions", []), f"{gw}.actions")
         for action in actions:
@@ -466,8 +467,7 @@ def gateway_config_from_dict(
         if rel and rel != ":memory:":
             database = "sqlite:///" + str((base / rel).resolve())
     prefix = str(data.get("table_prefix", "mlw_"))
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,30}", prefix):
-        raise ConfigError(f"table_prefix {prefix!r} must be letters, digits and '_'")
+    check_table_prefix(prefix)
     return GatewayConfig(
         models=models,
         roles=roles,

@@ -9,6 +9,7 @@ Drivers are imported only when used, and driver errors become
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -43,8 +44,26 @@ class Tables:
     audit_head: sa.Table
 
 
+TABLE_PREFIX_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,30}")
+
+
+def check_table_prefix(prefix: str) -> str:
+    """Refuse a table prefix that is not lower-case letters, digits and ``_``.
+
+    Lower case only: PostgreSQL folds unquoted names to lower case, so a mixed-case prefix
+    would name one table in quoted SQL and another in unquoted SQL.
+    """
+    if not isinstance(prefix, str) or not TABLE_PREFIX_PATTERN.fullmatch(prefix):
+        raise ConfigError(
+            f"table_prefix {prefix!r} must be 1-31 lower-case letters, digits and '_', "
+            "starting with a letter or '_'"
+        )
+    return prefix
+
+
 def make_tables(prefix: str) -> Tables:
-    """Declare the tables under ``prefix``."""
+    """Declare the tables under ``prefix`` (checked by :func:`check_table_prefix`)."""
+    check_table_prefix(prefix)
     md = sa.MetaData()
     keys = sa.Table(
         f"{prefix}api_keys",

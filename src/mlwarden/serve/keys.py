@@ -239,13 +239,14 @@ class KeyStore:
             if restriction is None:
                 conn.execute(self.table.update().where(c.key_id == key_id).values(restriction=None))
                 return
-            current = conn.execute(sa.select(c.restriction).where(c.key_id == key_id)).scalar()
-            if current is not None and RESTRICTIONS.index(current) >= RESTRICTIONS.index(
-                restriction
-            ):
-                return
+            # one conditional UPDATE: on PostgreSQL (READ COMMITTED) a read-then-write could let
+            # a replica that read the old value replace another replica's stricter restriction
+            weaker = RESTRICTIONS[: RESTRICTIONS.index(restriction)]
             conn.execute(
-                self.table.update().where(c.key_id == key_id).values(restriction=restriction)
+                self.table.update()
+                .where(c.key_id == key_id)
+                .where(sa.or_(c.restriction.is_(None), c.restriction.in_(weaker)))
+                .values(restriction=restriction)
             )
 
     def authenticate(self, presented: str | None, *, now: float | None = None) -> KeyRecord:
@@ -259,7 +260,7 @@ class KeyStore:
         """
         if not presented:
             raise AuthFailure("missing_key")
-        match = KEY_PATTERN.match(presented)
+        match = KEY_PATTERN.fullmatch(presented)
         if match is None:
             raise AuthFailure("malformed_key")
         key_id, secret = match.group(1), match.group(2)
