@@ -703,3 +703,19 @@ def test_an_unexpected_error_is_a_json_500_with_the_request_id_and_audited(
         assert "model exploded" in caplog.text and key not in caplog.text
     finally:
         app.state.gateway.close()
+
+
+def test_only_small_batches_of_a_measured_fast_model_run_on_the_event_loop(
+    tiny_classifier: Any,
+) -> None:
+    from mlwarden.serve.config import ModelConfig
+    from mlwarden.serve.loading import ServedModel
+
+    served = ServedModel(ModelConfig(name="digits", source="zoo:digits-cnn"), tiny_classifier)
+    assert not served.runs_inline(1)  # not measured yet: the threadpool
+    served.record_work(0.0002)
+    assert served.runs_inline(1) and served.runs_inline(8)
+    assert not served.runs_inline(9)  # a large batch always leaves the loop
+    for _ in range(30):
+        served.record_work(0.02)  # the model became slow
+    assert not served.runs_inline(1)

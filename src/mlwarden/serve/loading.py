@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mlwarden.errors import ModelError, UnsafeModelError
 from mlwarden.models.base import Classifier
@@ -29,6 +29,28 @@ class ServedModel:
     config: ModelConfig
     classifier: Classifier
     detectors: list[tuple[Any, str]] = field(default_factory=list)
+    #: running mean of one request's model work (detectors, model, monitor), in seconds
+    work_s: float | None = None
+
+    #: model work this cheap runs on the event loop: a thread hop would cost more than it
+    INLINE_MAX_S: ClassVar[float] = 0.001
+    INLINE_MAX_BATCH: ClassVar[int] = 8
+
+    def runs_inline(self, batch: int) -> bool:
+        """Whether a request's model work may run on the event loop instead of a thread.
+
+        Only small batches of a model measured to take under a millisecond: anything slower,
+        or not measured yet, goes to the threadpool so that one key's request never stalls the
+        others. (A model that hangs after many fast answers would still stall one request's
+        worth of the loop; the measurement moves it off at its next request.)
+        """
+        work = self.work_s
+        return work is not None and work < self.INLINE_MAX_S and batch <= self.INLINE_MAX_BATCH
+
+    def record_work(self, seconds: float) -> None:
+        """Fold one request's model-work time into the running mean (weight 0.1)."""
+        previous = self.work_s
+        self.work_s = seconds if previous is None else 0.9 * previous + 0.1 * seconds
 
     @property
     def name(self) -> str:
