@@ -19,6 +19,7 @@ from mlwarden.defenses.training.dp import (
     PrivacyRecord,
     digits_dp_cnn,
     make_dp_compatible,
+    noise_multiplier_for,
     train_dp,
 )
 from mlwarden.defenses.training.dp_harden import dp_architecture, harden_dp, read_privacy_record
@@ -106,6 +107,32 @@ def test_spent_epsilon_meets_the_target_and_is_recorded_per_epoch() -> None:
     assert [h.epsilon_spent for h in result.history] == list(record.epsilon_per_epoch)
     assert not hasattr(next(result.module.parameters()), "grad_sample")
     assert type(result.module) is nn.Sequential and not result.module.training
+
+
+def test_noise_is_calibrated_for_the_steps_opacus_actually_runs() -> None:
+    # ceil(93 / 1) = 93, but Opacus's sampler runs int(1 / (1 / 93)) = 92 steps an epoch
+    assert int(1.0 / (1.0 / 93)) == 92
+    result = train_dp(
+        _mlp(),
+        _blobs(n=93),
+        epsilon=2.0,
+        delta=DELTA,
+        epochs=1,
+        max_grad_norm=1.0,
+        batch_size=1,
+        lr=0.1,
+    )
+    assert result.record.steps == 92
+    calibrated = {
+        steps: noise_multiplier_for(
+            epsilon=2.0, delta=DELTA, sample_rate=1 / 93, steps=steps, accountant="rdp"
+        )
+        for steps in (92, 93)
+    }
+    assert calibrated[92] != calibrated[93]
+    assert result.record.noise_multiplier == pytest.approx(calibrated[92])
+    # calibrated for 92 steps, so the spend reaches the target instead of falling short of it
+    assert 2.0 - 0.05 <= result.record.epsilon_spent <= 2.0
 
 
 def test_prv_accountant_calibrates_and_tracks_the_spend() -> None:

@@ -279,13 +279,15 @@ def audit(
     )
     low, high = result.epsilon_ci
     console.print(
-        f"ε lower bound {result.epsilon_lb:.2f} ({confidence:.0%} confidence; interval {low:.2f} .. {high:.2f}); "
+        f"ε lower bound {result.epsilon_lb:.2f} ({confidence:.0%} confidence, Clopper-Pearson; "
+        f"range at {1 - 2 * (1 - confidence):.0%}: {low:.2f} .. {high:.2f}); "
         f"TPR {result.tpr:.1%}, FPR {result.fpr:.1%} on {result.n_in}+{result.n_out} held-out trials; "
         f"one-run bound (Steinke et al.) {result.epsilon_lb_one_run:.2f}"
         + (
             ""
             if epsilon is None
             else f"; claimed ε {epsilon:g}: {'consistent' if result.consistent else 'VIOLATED'}"
+            f" (verdict on the bound {result.epsilon_lb_verdict:.2f})"
         ),
         highlight=False,
     )

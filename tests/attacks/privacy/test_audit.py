@@ -63,6 +63,22 @@ def test_audit_of_a_known_mechanism_is_valid_and_nearly_tight() -> None:
 
 
 @pytest.mark.parametrize(("correct", "guesses"), [(90, 100), (60, 100), (300, 310)])
+def test_the_verdict_uses_the_one_run_bound_when_runs_hold_several_canaries() -> None:
+    import dataclasses
+
+    rng = np.random.default_rng(0)
+    included = rng.random(4_000) < 0.5
+    truthful = rng.random(4_000) < math.e / (1 + math.e)
+    scores = np.where(truthful, included, ~included).astype(float)
+    result = audit_from_scores(scores, included, delta=0.0, seed=0, claimed_epsilon=0.5)
+    one_per_run = dataclasses.replace(result, n_canaries=10, n_runs=10)
+    several = dataclasses.replace(result, n_canaries=300, n_runs=3)
+    assert one_per_run.epsilon_lb_verdict == result.epsilon_lb  # independent trials
+    assert several.epsilon_lb_verdict == result.epsilon_lb_one_run  # correlated trials
+    assert several.consistent is (result.epsilon_lb_one_run <= 0.5)
+    assert several.to_dict()["epsilon_lb_verdict"] == result.epsilon_lb_one_run
+
+
 def test_one_run_bound_inverts_the_binomial_tail(correct: int, guesses: int) -> None:
     eps = one_run_epsilon_bound(correct, guesses, 0.95)
     p = math.exp(eps) / (1 + math.exp(eps))

@@ -104,7 +104,8 @@ class AuditResult:
     epsilon_point
         The same bound from the raw TPR/FPR, without sampling error (may be ``inf``).
     epsilon_ci
-        ``(epsilon_lb, ε from the most favourable ends of the intervals)``.
+        ``(epsilon_lb, ε from the most favourable ends of the intervals)``: a range covering
+        the measured ε with probability 1 − 2α, not an upper bound on the mechanism's ε.
     threshold
         Score threshold chosen on the selection half.
     tpr, fpr, tpr_ci, fpr_ci
@@ -137,14 +138,28 @@ class AuditResult:
     n_runs: int = 0
 
     @property
+    def epsilon_lb_verdict(self) -> float:
+        """The lower bound the verdict rests on.
+
+        The Clopper-Pearson bound treats every canary as an independent trial, which is exact
+        only when each training run holds one canary; with several canaries per run the
+        one-run bound of Steinke et al. (2023), valid for many canaries in one run, is used.
+        """
+        several_per_run = self.n_runs > 0 and self.n_canaries > self.n_runs
+        return self.epsilon_lb_one_run if several_per_run else self.epsilon_lb
+
+    @property
     def consistent(self) -> bool | None:
-        """Whether the lower bound sits at or below the claimed ε (``None`` if none claimed)."""
-        return None if self.claimed_epsilon is None else self.epsilon_lb <= self.claimed_epsilon
+        """Whether the verdict's lower bound sits at or below the claimed ε (``None`` if none)."""
+        if self.claimed_epsilon is None:
+            return None
+        return self.epsilon_lb_verdict <= self.claimed_epsilon
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view (infinite values as strings)."""
         values = asdict(self)
         values["consistent"] = self.consistent
+        values["epsilon_lb_verdict"] = self.epsilon_lb_verdict
         return {k: _json_float(v) for k, v in values.items()}
 
 
@@ -267,9 +282,18 @@ def audit_from_scores(
         )
     alpha = 1.0 - confidence
     rng = np.random.default_rng(seed)
+    # halves drawn blind to inclusion: a split stratified by inclusion would tell the
+    # evaluation half how many of its canaries were included, which the one-run bound's
+    # proof (each canary included with probability 1/2, independently) does not allow
     select = np.zeros(len(s), dtype=bool)
-    for group in (np.flatnonzero(inc), np.flatnonzero(~inc)):  # stratified halves
-        select[rng.permutation(group)[: len(group) // 2]] = True
+    select[rng.permutation(len(s))[: len(s) // 2]] = True
+    for half, name in ((select, "selection"), (~select, "evaluation")):
+        if inc[half].sum() < 2 or (~inc[half]).sum() < 2:
+            raise AttackError(
+                f"the {name} half holds {int(inc[half].sum())} included and "
+                f"{int((~inc[half]).sum())} excluded canary trials (need 2 of each); add "
+                "canaries or runs, or change the seed"
+            )
     thresholds, bounds = _threshold_bounds(s[select], inc[select], alpha, delta)
     threshold = float(thresholds[int(np.argmax(bounds))])
 

@@ -496,8 +496,11 @@ def train_dp(
         xv = torch.from_numpy(np.ascontiguousarray(val.x, dtype=np.float32))
         yv = torch.from_numpy(np.ascontiguousarray(val.y).astype(np.int64))
 
-    per_epoch = steps_per_epoch(n, batch_size)
-    sample_rate = 1.0 / per_epoch
+    sample_rate = 1.0 / steps_per_epoch(n, batch_size)
+    # Opacus's Poisson sampler runs int(1 / sample_rate) steps an epoch, which float rounding
+    # makes one fewer than ceil(n / batch_size) for some sizes (93, 99, 105, ...): calibrate
+    # the noise for the steps that are actually run
+    per_epoch = int(1.0 / sample_rate)
     total_steps = per_epoch * epochs
     sigma = noise_multiplier_for(
         epsilon=epsilon,
@@ -534,8 +537,11 @@ def train_dp(
     else:
         private_module, dp_optimizer, dp_loader = prepared
         dp_criterion = criterion
-    if abs(dp_optimizer.expected_batch_size - n * sample_rate) > 1:  # pragma: no cover
-        raise ModelError("Opacus chose a different sample rate than mlwarden accounted for")
+    if len(dp_loader) != per_epoch or dp_loader.sample_rate != sample_rate:  # pragma: no cover
+        raise ModelError(
+            f"Opacus runs {len(dp_loader)} steps an epoch at sample rate "
+            f"{dp_loader.sample_rate}; mlwarden accounted for {per_epoch} at {sample_rate}"
+        )
 
     history: list[DPEpoch] = []
     spent: list[float] = []
