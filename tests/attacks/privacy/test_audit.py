@@ -62,7 +62,6 @@ def test_audit_of_a_known_mechanism_is_valid_and_nearly_tight() -> None:
     assert result.epsilon_ci[0] <= result.epsilon_point <= result.epsilon_ci[1]
 
 
-@pytest.mark.parametrize(("correct", "guesses"), [(90, 100), (60, 100), (300, 310)])
 def test_the_verdict_uses_the_one_run_bound_when_runs_hold_several_canaries() -> None:
     import dataclasses
 
@@ -79,6 +78,7 @@ def test_the_verdict_uses_the_one_run_bound_when_runs_hold_several_canaries() ->
     assert several.to_dict()["epsilon_lb_verdict"] == result.epsilon_lb_one_run
 
 
+@pytest.mark.parametrize(("correct", "guesses"), [(90, 100), (60, 100), (300, 310)])
 def test_one_run_bound_inverts_the_binomial_tail(correct: int, guesses: int) -> None:
     eps = one_run_epsilon_bound(correct, guesses, 0.95)
     p = math.exp(eps) / (1 + math.exp(eps))
