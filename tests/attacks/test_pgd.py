@@ -63,6 +63,26 @@ def test_pgd_different_seeds_give_different_random_starts(
     assert not np.array_equal(first.x_adv, second.x_adv)
 
 
+def test_pgd_batches_of_different_seeds_never_share_a_random_stream(
+    tiny_vector_classifier, make_batch
+) -> None:
+    x, y = make_batch(tiny_vector_classifier, n=8)
+    twice_x, twice_y = np.concatenate([x, x]), np.concatenate([y, y])
+
+    def attack(seed: int) -> PGD:
+        return PGD(eps=0.1, steps=1, step_size=0.01, early_stop=False, seed=seed, batch_size=8)
+
+    # the second batch of seed 0 starts at sample 8; seed 8's first batch must not replay it
+    second_batch_of_seed_0 = attack(0).generate(tiny_vector_classifier, twice_x, twice_y).x_adv[8:]
+    first_batch_of_seed_8 = attack(8).generate(tiny_vector_classifier, x, y).x_adv
+    assert not np.array_equal(second_batch_of_seed_0, first_batch_of_seed_8)
+    # and the first batch keeps the seed itself, whatever the number of batches
+    np.testing.assert_array_equal(
+        attack(0).generate(tiny_vector_classifier, twice_x, twice_y).x_adv[:8],
+        attack(0).generate(tiny_vector_classifier, x, y).x_adv,
+    )
+
+
 def test_pgd_without_random_start_ignores_the_seed(tiny_classifier, make_batch) -> None:
     x, y = make_batch(tiny_classifier)
     first = PGD(eps=0.1, steps=5, random_start=False, seed=1).generate(tiny_classifier, x, y)

@@ -191,7 +191,7 @@ class Attack(ABC):
             sl = slice(start, start + batch)
             xb = torch.from_numpy(np.clip(x_np[sl], low, high)).to(device)
             gb = torch.from_numpy(goal[sl]).to(device)
-            adv, used = self._generate(classifier, xb, gb, seed=self.seed + start)
+            adv, used = self._generate(classifier, xb, gb, seed=_batch_seed(self.seed, start))
             adv = project(adv.detach().to(xb.dtype), xb, float(self.eps), self.norm, (low, high))
             x_adv[sl] = adv.cpu().numpy()
             queries[sl] = used.cpu().numpy()
@@ -234,3 +234,15 @@ def _labels(values: np.ndarray, n: int, n_classes: int, what: str) -> np.ndarray
             f"{what} must lie in [0, {n_classes - 1}], got values {labels.min()}..{labels.max()}"
         )
     return labels.astype(np.int64)
+
+
+def _batch_seed(seed: int, start: int) -> int:
+    """The seed of the batch starting at sample ``start``: ``seed`` itself for the first batch.
+
+    Later batches draw from ``SeedSequence([seed, start])``, so two attacks with different
+    seeds never share a batch's random stream (``seed + start`` would: seed 0's second batch of
+    512 would replay seed 512's first).
+    """
+    if start == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, start]).generate_state(1, dtype=np.uint64)[0] >> 1)
