@@ -25,7 +25,12 @@ canaries in one run: with independent inclusion and an ε-DP training run, the n
 guesses of an auditor that guesses "in" for the highest scores, "out" for the lowest and abstains
 otherwise is dominated by ``Binomial(r, e^ε / (1 + e^ε))``. :attr:`AuditResult.epsilon_lb_one_run`
 reports that bound (pure ε; for (ε, δ) their theorem adds a term of order ``n_canaries · δ`` to
-the failure probability, which is not subtracted here).
+the failure probability, which is not subtracted here). :attr:`AuditResult.consistent` rests on
+that one-run bound whenever a run holds several canaries.
+
+The DP runs derive their Poisson sample rate and step count from the training set's size, which
+the canaries change from run to run: like Opacus, the accountant treats the size as public. A
+stricter audit would fix both from a public size before drawing the canaries.
 """
 
 from __future__ import annotations
