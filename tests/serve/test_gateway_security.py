@@ -719,3 +719,23 @@ def test_only_small_batches_of_a_measured_fast_model_run_on_the_event_loop(
     for _ in range(30):
         served.record_work(0.02)  # the model became slow
     assert not served.runs_inline(1)
+
+
+def test_no_answer_leaves_without_its_audit_entry(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_gateway()
+    key = _key(app)
+
+    async def broken_append(entry: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(app.state.gateway.audit, "append_async", broken_append)
+    with GatewayClient(app) as client:
+        response = _predict(client, key)
+    assert response.status_code == 503
+    assert response.json() == {
+        "error": "audit_unavailable",
+        "detail": "the audit log is unavailable",
+    }
+    assert "probabilities" not in response.text  # the model's answer was withheld

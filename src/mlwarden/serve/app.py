@@ -266,18 +266,7 @@ class AuditMiddleware:
                 state["audited"] = True
                 if not await record(int(message["status"])):
                     state["failed"] = True
-                    body = b'{"error":"audit_unavailable","detail":"the audit log is unavailable"}'
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 503,
-                            "headers": [
-                                (b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                            ],
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": body})
+                    await _send_json(send, 503, _AUDIT_UNAVAILABLE)
                     return
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", ctx.request_id.encode("ascii")))
@@ -295,18 +284,26 @@ class AuditMiddleware:
             # error middleware answer a bare 500; the traceback goes to the log
             logger.exception("unhandled error (request %s)", ctx.request_id)
             ctx.reason = ctx.reason or "error"
-            body = b'{"error":"internal_error","detail":"internal error; see the server log"}'
-            await send_audited(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send_audited({"type": "http.response.body", "body": body})
+            await _send_json(send_audited, 500, _INTERNAL_ERROR)
+
+
+_AUDIT_UNAVAILABLE = b'{"error":"audit_unavailable","detail":"the audit log is unavailable"}'
+_INTERNAL_ERROR = b'{"error":"internal_error","detail":"internal error; see the server log"}'
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    """Send a complete JSON response through the ASGI ``send`` callable."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def create_app(
