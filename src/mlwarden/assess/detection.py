@@ -22,8 +22,13 @@ from torch.nn import functional as F
 from mlwarden.assess.config import AssessConfig
 from mlwarden.assess.evasion import EvasionOutcome
 from mlwarden.attacks import FGSM, PGD, SquareAttack
-from mlwarden.attacks.base import Attack, AttackResult, project
-from mlwarden.attacks.evasion._gradients import normalized_step, random_start
+from mlwarden.attacks.base import Attack, AttackResult
+from mlwarden.attacks.evasion.gradient_descent import (
+    FixedStep,
+    Objective,
+    projected_gradient_descent,
+    random_start,
+)
 from mlwarden.data.dataset import Dataset
 from mlwarden.defenses.detectors import Detector, get_detector
 from mlwarden.errors import ConfigError
@@ -132,11 +137,9 @@ def adaptive_attack(
     """
     threshold = float(detector.threshold_)
     scale = abs(threshold) if threshold != 0 else 1.0
-    clip = classifier.clip_range
     device = classifier.device
     x_out = np.array(x, dtype=np.float32, copy=True)
     evaded = np.zeros(len(x), dtype=bool)
-    alpha = 2.5 * eps / steps
     for lam_index, lam in enumerate(lambdas):
         generator = torch.Generator(device=device).manual_seed(seed + lam_index)
         for start in range(0, len(x), batch_size):
@@ -145,31 +148,52 @@ def adaptive_attack(
                 continue
             x0 = torch.from_numpy(x[todo]).to(device)
             yb = torch.from_numpy(y[todo]).to(device)
-            xa = project(random_start(x0, eps, norm, generator), x0, eps, norm, clip)
-            for step in range(steps + 1):
-                xa = xa.detach().requires_grad_(True)
-                logits = classifier.logits(xa)
-                score = detector.score_tensor(xa)
-                wrong = (logits.argmax(1) != yb).detach().cpu().numpy()
-                hidden = (score <= threshold).detach().cpu().numpy()
-                snapshot = xa.detach().cpu().numpy()
-                x_out[todo[wrong]] = snapshot[wrong]
-                through = wrong & hidden
-                evaded[todo[through]] = True
-                if step == steps or through.all():
-                    break
-                margin = _capped_margin(logits, yb)
-                for view in detector.attack_views(xa):
-                    margin = margin + _capped_margin(classifier.logits(view), yb)
-                objective = margin - lam * F.relu(score / scale - 0.9)
-                (grad,) = torch.autograd.grad(objective.sum(), xa)
-                with torch.no_grad():
-                    if through.any():  # samples that got through leave the batch
-                        keep = torch.from_numpy(~through).to(device)
-                        todo, x0, yb = todo[~through], x0[keep], yb[keep]
-                        xa, grad = xa[keep], grad[keep]
-                    xa = project(xa + alpha * normalized_step(grad, norm), x0, eps, norm, clip)
+            found = projected_gradient_descent(
+                _detector_objective(classifier, detector, yb, todo, x_out, lam, scale),
+                x0,
+                eps=eps,
+                norm=norm,
+                steps=steps,
+                clip_range=classifier.clip_range,
+                step_rule=FixedStep(2.5 * eps / steps, norm),
+                start=random_start(x0, eps, norm, generator),
+                early_stop=True,
+            )
+            evaded[todo] |= found.success.cpu().numpy()
     return x_out, evaded
+
+
+def _detector_objective(
+    classifier: DifferentiableClassifier,
+    detector: Detector,
+    labels: torch.Tensor,
+    rows: np.ndarray,
+    x_out: np.ndarray,
+    lam: float,
+    scale: float,
+) -> Objective:
+    """The adaptive attack's objective; it records each misclassified iterate in ``x_out``.
+
+    Success is "misclassified and not flagged"; every misclassified iterate is written to
+    ``x_out[rows[index]]`` as it is seen, so a sample that never gets through keeps its last
+    misclassified iterate (and the input when it never was).
+    """
+    threshold = float(detector.threshold_)
+
+    def objective(x_adv: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        yb = labels[index]
+        logits = classifier.logits(x_adv)
+        score = detector.score_tensor(x_adv)
+        wrong = logits.argmax(1) != yb
+        wrong_np = wrong.detach().cpu().numpy()
+        x_out[rows[index.cpu().numpy()[wrong_np]]] = x_adv.detach().cpu().numpy()[wrong_np]
+        margin = _capped_margin(logits, yb)
+        for view in detector.attack_views(x_adv):
+            margin = margin + _capped_margin(classifier.logits(view), yb)
+        value = margin - lam * F.relu(score / scale - 0.9)
+        return value, wrong & (score <= threshold)
+
+    return objective
 
 
 def _attacks(classifier: Classifier, eps: float, config: AssessConfig) -> list[Attack]:

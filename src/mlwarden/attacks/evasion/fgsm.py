@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from mlwarden.attacks.base import Attack, Norm
-from mlwarden.attacks.evasion._gradients import attack_loss, normalized_step
+from mlwarden.attacks.evasion.gradient_descent import attack_loss, check_loss, normalized_step
 from mlwarden.models.base import Classifier, DifferentiableClassifier
 
 __all__ = ["FGSM"]
@@ -23,7 +23,7 @@ class FGSM(Attack):
     eps, norm, targeted, seed, batch_size
         See :class:`~mlwarden.attacks.base.Attack`.
     loss
-        ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini-Wagner).
+        ``"ce"`` (cross-entropy), ``"margin"`` (Carlini-Wagner) or ``"dlr"`` (Croce & Hein).
     """
 
     name = "fgsm"
@@ -44,7 +44,7 @@ class FGSM(Attack):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        _check_loss(self.name, self.loss)
+        check_loss(self.name, self.loss)
 
     def _generate(
         self, classifier: Classifier, x: torch.Tensor, goal: torch.Tensor, *, seed: int
@@ -55,10 +55,3 @@ class FGSM(Attack):
         (grad,) = torch.autograd.grad(loss, xa)
         step = normalized_step(grad, self.norm) * self.eps
         return x + step, torch.ones(len(x), dtype=torch.int64)
-
-
-def _check_loss(name: str, loss: str) -> None:
-    from mlwarden.errors import AttackError
-
-    if loss not in ("ce", "margin"):
-        raise AttackError(f"{name}: loss must be 'ce' or 'margin', got {loss!r}")

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import torch
 
-from mlwarden.attacks.base import Attack, Norm, project
-from mlwarden.attacks.evasion._gradients import attack_loss, normalized_step, random_start
-from mlwarden.attacks.evasion.fgsm import _check_loss
+from mlwarden.attacks.base import Attack, Norm
+from mlwarden.attacks.evasion.gradient_descent import (
+    FixedStep,
+    Objective,
+    check_loss,
+    classification_objective,
+    projected_gradient_descent,
+    random_start,
+)
 from mlwarden.errors import AttackError
 from mlwarden.models.base import Classifier, DifferentiableClassifier
 
@@ -37,7 +43,7 @@ class PGD(Attack):
         Stop working on a sample once it is adversarial (it keeps that adversarial point);
         inputs the model already gets wrong are returned unchanged at the cost of one query.
     loss
-        ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini-Wagner).
+        ``"ce"`` (cross-entropy), ``"margin"`` (Carlini-Wagner) or ``"dlr"`` (Croce & Hein).
     """
 
     name = "pgd"
@@ -68,7 +74,7 @@ class PGD(Attack):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        _check_loss(self.name, self.loss)
+        check_loss(self.name, self.loss)
         if not isinstance(self.steps, int) or self.steps < 1:
             raise AttackError(f"pgd: steps must be an integer >= 1, got {self.steps!r}")
         if not isinstance(self.restarts, int) or self.restarts < 1:
@@ -84,6 +90,9 @@ class PGD(Attack):
         alpha = self.step_size if self.step_size is not None else 2.5 * eps / self.steps
         clip = classifier.clip_range
         generator = torch.Generator(device=x.device).manual_seed(seed)
+        objective = classification_objective(
+            classifier.logits, goal, targeted=self.targeted, loss=self.loss
+        )
         best = x.clone()
         done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         queries = torch.zeros(len(x), dtype=torch.int64, device=x.device)
@@ -91,44 +100,42 @@ class PGD(Attack):
             # inputs the model already gets wrong are adversarial as they are: keep them (one
             # query) instead of moving them to a random start that the model may get right
             with torch.no_grad():
-                pred = classifier.logits(x).argmax(1)
+                _, done = objective(x, torch.arange(len(x), device=x.device))
             queries += 1
-            done = pred == goal if self.targeted else pred != goal
 
         for restart in range(self.restarts):
             active = torch.nonzero(~done).squeeze(1)
             if active.numel() == 0:
                 break
-            x0, lab = x[active], goal[active]
-            if self.random_start and eps > 0:
-                xa = project(random_start(x0, eps, self.norm, generator), x0, eps, self.norm, clip)
-            else:
-                xa = x0.clone()
-            for step in range(self.steps + 1):
-                if step == self.steps and restart == self.restarts - 1:
-                    # the last iterate is kept whatever it scores, and generate() scores it
-                    best[active] = xa.detach()
-                    break
-                xa.requires_grad_(True)
-                logits = classifier.logits(xa)
-                queries[active] += 1
-                if step == self.steps or self.early_stop:
-                    pred = logits.argmax(1)
-                    hit = pred == lab if self.targeted else pred != lab
-                    if step == self.steps or hit.any():
-                        won = active[hit]
-                        best[won] = xa.detach()[hit]
-                        done[won] = True
-                    if step == self.steps:
-                        break
-                    if self.early_stop and hit.all():
-                        break
-                loss = attack_loss(logits, lab, targeted=self.targeted, loss=self.loss)
-                (grad,) = torch.autograd.grad(loss, xa)
-                with torch.no_grad():
-                    xa = xa.detach() + alpha * normalized_step(grad, self.norm)
-                    xa = project(xa, x0, eps, self.norm, clip)
-                if self.early_stop and hit.any():
-                    keep = ~hit
-                    xa, x0, lab, active = xa[keep], x0[keep], lab[keep], active[keep]
+            x0 = x[active]
+            final = restart == self.restarts - 1
+            found = projected_gradient_descent(
+                _on_rows(objective, active),
+                x0,
+                eps=eps,
+                norm=self.norm,
+                steps=self.steps,
+                clip_range=clip,
+                step_rule=FixedStep(alpha, self.norm),
+                start=random_start(x0, eps, self.norm, generator)
+                if self.random_start and eps > 0
+                else None,
+                early_stop=self.early_stop,
+                # the last iterate of the last restart is kept whatever it scores, and
+                # generate() scores it
+                score_last=not final,
+            )
+            queries[active] += found.queries
+            keep = torch.ones_like(found.success) if final else found.success
+            best[active[keep]] = found.x_adv[keep]
+            done[active[found.success]] = True
         return best, queries
+
+
+def _on_rows(objective: Objective, rows: torch.Tensor) -> Objective:
+    """``objective`` for the sub-batch ``x[rows]``: its indices map back through ``rows``."""
+
+    def restricted(x_adv: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return objective(x_adv, rows[index])
+
+    return restricted

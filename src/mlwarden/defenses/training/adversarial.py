@@ -24,8 +24,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mlwarden.attacks.base import NORMS, project
-from mlwarden.attacks.evasion._gradients import normalized_step, random_start
+from mlwarden.attacks.base import NORMS
+from mlwarden.attacks.evasion.gradient_descent import (
+    FixedStep,
+    Objective,
+    classification_objective,
+    projected_gradient_descent,
+    random_start,
+)
 from mlwarden.defenses.training.base import (
     RobustTrainer,
     _check_positive_float,
@@ -174,24 +180,25 @@ class AdversarialTrainer(RobustTrainer):
             with torch.no_grad():
                 target = F.softmax(module(x), dim=1)
             noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-            xa = project(x + 0.001 * noise, x, budget, self.norm, clip)
+            start = x + 0.001 * noise
+
+            objective: Objective = _kl_objective(module, target)
         else:
-            target = None
-            xa = project(random_start(x, budget, self.norm, gen), x, budget, self.norm, clip)
-        for _ in range(self.steps):
-            xa = xa.detach().requires_grad_(True)
-            logits = module(xa)
-            if target is None:
-                loss = F.cross_entropy(logits, y, reduction="sum")
-            else:
-                loss = F.kl_div(F.log_softmax(logits, dim=1), target, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, xa)
-            with torch.no_grad():
-                xa = project(
-                    xa + alpha * normalized_step(grad, self.norm), x, budget, self.norm, clip
-                )
+            start = random_start(x, budget, self.norm, gen)
+            objective = classification_objective(module, y, targeted=False, loss="ce")
+        found = projected_gradient_descent(
+            objective,
+            x,
+            eps=budget,
+            norm=self.norm,
+            steps=self.steps,
+            clip_range=clip,
+            step_rule=FixedStep(alpha, self.norm),
+            start=start,
+            score_last=False,
+        )
         set_mode(module, was_training)
-        return xa.detach()
+        return found.x_adv.detach()
 
     def batch_loss(
         self,
@@ -234,3 +241,14 @@ class AdversarialTrainer(RobustTrainer):
 
     def _epoch_extras(self, progress: float) -> dict[str, Any]:
         return {"eps": self.eps_at(progress)}
+
+
+def _kl_objective(module: nn.Module, target: torch.Tensor) -> Objective:
+    """TRADES' inner objective: ``KL(f(x) ‖ f(x'))`` per sample; it never "succeeds"."""
+
+    def objective(x_adv: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_adv = F.log_softmax(module(x_adv), dim=1)
+        value = F.kl_div(log_adv, target[index], reduction="none").sum(dim=1)
+        return value, torch.zeros(len(x_adv), dtype=torch.bool, device=x_adv.device)
+
+    return objective

@@ -20,8 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlwarden.attacks.base import project
-from mlwarden.attacks.evasion._gradients import normalized_step, random_start
+from mlwarden.attacks.evasion.gradient_descent import (
+    FixedStep,
+    classification_objective,
+    projected_gradient_descent,
+    random_start,
+)
 from mlwarden.errors import ConfigError, DataError
 
 __all__ = [
@@ -137,20 +141,18 @@ def pgd_robust_accuracy(
     robust = 0
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        alive = torch.ones(len(xb), dtype=torch.bool)
-        xa = project(random_start(xb, eps, norm, generator), xb, eps, norm, clip_range)
-        alpha = 2.5 * eps / steps
-        for step in range(steps + 1):
-            xa = xa.detach().requires_grad_(True)
-            logits = module(xa)
-            alive &= (logits.argmax(1) == yb).detach()
-            if step == steps:
-                break
-            loss = nn.functional.cross_entropy(logits, yb, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, xa)
-            with torch.no_grad():
-                xa = project(xa + alpha * normalized_step(grad, norm), xb, eps, norm, clip_range)
-        robust += int(alive.sum())
+        found = projected_gradient_descent(
+            classification_objective(module, yb, targeted=False, loss="ce"),
+            xb,
+            eps=eps,
+            norm=norm,
+            steps=steps,
+            clip_range=clip_range,
+            step_rule=FixedStep(2.5 * eps / steps, norm),
+            start=random_start(xb, eps, norm, generator),
+            early_stop=True,
+        )
+        robust += int((~found.success).sum())
     set_mode(module, was_training)
     return robust / max(len(x), 1)
 
