@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mlwarden.assess import AssessConfig, Gate, load_config, parse_gate
-from mlwarden.assess.config import DEFAULT_ATTACKS
+from mlwarden.assess.profiles import DEFAULT_PROFILE
 from mlwarden.errors import ConfigError
 
 # parse_gate --------------------------------------------------------------------------------------
@@ -66,7 +66,7 @@ def test_defaults_are_valid_and_sorted() -> None:
     assert config.epsilons == [0.02, 0.05, 0.1]
     assert config.norm == "linf"
     assert config.attacks is None  # the default list, with black-box skipping
-    assert DEFAULT_ATTACKS == ("fgsm", "pgd", "square")
+    assert DEFAULT_PROFILE == "standard"
     assert config.gates == []
 
 

@@ -53,23 +53,32 @@ def test_severity_for_a_model_that_is_never_right_is_high() -> None:
 # plan_attacks -------------------------------------------------------------------------------------
 
 
-def test_plan_runs_every_default_attack_on_a_white_box_model(white_box: Any) -> None:
-    assert plan_attacks(AssessConfig(), white_box) == (["fgsm", "pgd", "square"], [])
+def test_plan_runs_the_standard_suite_autoattack_style_on_a_white_box_model(
+    white_box: Any,
+) -> None:
+    assert plan_attacks(AssessConfig(), white_box) == (["apgd", "apgd-t", "square"], [])
 
 
-def test_plan_skips_default_gradient_attacks_on_a_black_box_model(black_box: Any) -> None:
-    run, skipped = plan_attacks(AssessConfig(), black_box)
-    assert run == ["square"]
-    assert skipped == [
-        "fgsm needs gradients and the model is black-box",
-        "pgd needs gradients and the model is black-box",
-    ]
+def test_plan_runs_the_quick_suite_when_asked(white_box: Any) -> None:
+    assert plan_attacks(AssessConfig(profile="quick"), white_box) == (
+        ["apgd", "apgd-t", "square"],
+        [],
+    )
 
 
-def test_plan_skips_default_attacks_that_lack_the_norm(white_box: Any) -> None:
-    run, skipped = plan_attacks(AssessConfig(norm="l2"), white_box)
-    assert run == ["fgsm", "pgd"]
-    assert skipped == ["square supports only ['linf'], not norm=l2"]
+def test_plan_runs_the_black_box_suite_on_a_black_box_model(black_box: Any) -> None:
+    assert plan_attacks(AssessConfig(), black_box) == (["square", "hsj"], [])
+
+
+def test_plan_runs_every_suite_attack_in_l2_too(white_box: Any) -> None:
+    assert plan_attacks(AssessConfig(norm="l2"), white_box) == (["apgd", "apgd-t", "square"], [])
+
+
+def test_plan_skips_explicit_attacks_never_and_refuses_a_profile_beside_them() -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        AssessConfig(profile="quick", attacks=["pgd"])
+    with pytest.raises(ConfigError, match="profile must be one of"):
+        AssessConfig(profile="thorough")
 
 
 @pytest.mark.parametrize("attack", ["fgsm", "pgd"])

@@ -26,7 +26,11 @@ SMALL_CONFIG: dict[str, Any] = {
     "attacks": ["fgsm", "pgd"],
     "max_samples": 60,
     "examples": 4,
-    "attack_params": {"pgd": {"steps": 5}, "square": {"queries": 30}},
+    "attack_params": {
+        "pgd": {"steps": 5},
+        "square": {"queries": 30},
+        "hsj": {"max_queries": 100},
+    },
 }
 
 DIGITS = ("--model", "zoo:digits-cnn", "--data", "builtin:digits")

@@ -11,29 +11,24 @@ import pytest
 BREAST_CANCER_GBM = ("--model", "zoo:breast-cancer-gbm", "--data", "builtin:breast-cancer")
 
 
-def test_default_attacks_on_a_black_box_model_skip_the_gradient_attacks(
+def test_default_suite_on_a_black_box_model_has_no_gradient_attack_to_skip(
     gbm_default_attacks: Any,
 ) -> None:
     assert gbm_default_attacks.code == 0
     evasion = gbm_default_attacks.report["sections"]["evasion"]
-    assert len(evasion["skipped"]) == 2
-    assert any(reason.startswith("fgsm needs gradients") for reason in evasion["skipped"])
-    assert any(reason.startswith("pgd needs gradients") for reason in evasion["skipped"])
+    assert evasion["mode"] == "suite"
+    assert evasion["skipped"] == []
 
 
-def test_default_attacks_on_a_black_box_model_run_square(gbm_default_attacks: Any) -> None:
+def test_default_suite_on_a_black_box_model_runs_square_then_hopskipjump(
+    gbm_default_attacks: Any,
+) -> None:
     report = gbm_default_attacks.report
-    assert list(report["sections"]["evasion"]["curves"]) == ["square"]
+    assert list(report["sections"]["evasion"]["curves"]) == ["square", "hsj"]
     assert report["model"]["white_box"] is False
     [square] = [f for f in report["findings"] if f["id"] == "evasion.square"]
     assert "AML.T0043.001" in square["taxonomy"]["atlas"]  # black-box optimisation
     assert all(row["mean_queries"] >= 1 for row in square["details"]["curve"])
-
-
-def test_skipped_attacks_are_reported_as_info_findings(gbm_default_attacks: Any) -> None:
-    skipped = [f for f in gbm_default_attacks.report["findings"] if f["id"] == "evasion.skipped"]
-    assert len(skipped) == 2
-    assert {f["severity"] for f in skipped} == {"info"}
 
 
 @pytest.mark.parametrize("attack", ["pgd", "fgsm"])

@@ -5,7 +5,9 @@ Example ``assess.yaml``::
     seed: 0
     epsilons: [0.02, 0.05, 0.1]   # perturbation budgets, in input units
     norm: linf                    # linf or l2
-    attacks: [fgsm, pgd, square]  # gradient attacks are skipped for black-box models
+    profile: standard             # the attack suite: standard (AutoAttack-grade) or quick (CI)
+    # attacks: [fgsm, pgd, square]  # instead of a profile: these, each on every sample
+    acknowledge_masking: false    # gate on robust accuracy even when gradient masking is suspected
     max_samples: 500              # evaluate on at most this many samples (seeded draw)
     batch_size: 256
     examples: 8                   # adversarial examples drawn in the HTML report
@@ -148,6 +150,8 @@ class AssessConfig:
     poisoning: bool | None = None
     privacy: dict[str, Any] | bool | None = None
     extraction: dict[str, Any] | bool | None = None
+    profile: str | None = None
+    acknowledge_masking: bool = False
 
     def __post_init__(self) -> None:
         self._validate()
@@ -172,6 +176,22 @@ class AssessConfig:
         self.epsilons = sorted({float(e) for e in self.epsilons})
         if self.norm not in ("linf", "l2"):
             raise ConfigError(f"norm must be linf or l2, got {self.norm!r}")
+        if self.profile is not None:
+            from mlwarden.assess.profiles import PROFILES
+
+            if self.profile not in PROFILES:
+                raise ConfigError(
+                    f"profile must be one of {sorted(PROFILES)}, got {self.profile!r}"
+                )
+            if self.attacks is not None:
+                raise ConfigError(
+                    "give either profile (a suite run AutoAttack-style) or attacks (each run "
+                    "on every sample), not both"
+                )
+        if not isinstance(self.acknowledge_masking, bool):
+            raise ConfigError(
+                f"acknowledge_masking must be true or false, got {self.acknowledge_masking!r}"
+            )
         if self.attacks is not None:
             if not isinstance(self.attacks, list) or not self.attacks:
                 raise ConfigError(f"attacks must be a non-empty list, got {self.attacks!r}")
@@ -350,6 +370,8 @@ _KEYS = {
     "poisoning",
     "privacy",
     "extraction",
+    "profile",
+    "acknowledge_masking",
 }
 
 

@@ -9,8 +9,10 @@ from typing import Any, cast
 
 import numpy as np
 
-from mlwarden.assess.config import DEFAULT_ATTACKS, AssessConfig
-from mlwarden.attacks import Attack, AttackResult, get_attack
+from mlwarden.assess.config import AssessConfig
+from mlwarden.assess.masking import run_masking
+from mlwarden.assess.profiles import DEFAULT_PROFILE, profile_attacks
+from mlwarden.attacks import Attack, AttackResult, attack_names, get_attack
 from mlwarden.attacks.base import Norm
 from mlwarden.data.dataset import Dataset
 from mlwarden.errors import ConfigError
@@ -37,15 +39,23 @@ class EvasionOutcome:
 
 
 def plan_attacks(config: AssessConfig, classifier: Classifier) -> tuple[list[str], list[str]]:
-    """The attacks to run and, for defaults only, the ones skipped with the reason.
+    """The attacks to run, in order, and the ones of the profile skipped, with the reason.
 
-    Explicitly requested attacks that cannot run on this model are a :class:`ConfigError`.
+    Without ``attacks`` in the configuration the profile's suite runs (``standard`` unless
+    ``profile`` says otherwise). Explicitly requested attacks that cannot run on this model
+    are a :class:`ConfigError`.
     """
     explicit = config.attacks is not None
-    names = list(config.attacks if config.attacks is not None else DEFAULT_ATTACKS)
+    if config.attacks is not None:
+        names = list(config.attacks)
+    else:
+        names = [name for name, _ in _profile(config, classifier)]
     run: list[str] = []
     skipped: list[str] = []
     for name in names:
+        if not explicit and name not in attack_names():
+            skipped.append(f"{name} is not available in this installation")
+            continue
         cls = get_attack(name)
         reason = None
         if cls.needs_gradients and not classifier.differentiable:
@@ -63,9 +73,14 @@ def plan_attacks(config: AssessConfig, classifier: Classifier) -> tuple[list[str
     return run, skipped
 
 
-def _build(name: str, eps: float, config: AssessConfig) -> Attack:
+def _profile(config: AssessConfig, classifier: Classifier) -> list[tuple[str, dict[str, Any]]]:
+    return profile_attacks(config.profile or DEFAULT_PROFILE, white_box=classifier.differentiable)
+
+
+def _build(name: str, eps: float, config: AssessConfig, classifier: Classifier) -> Attack:
     cls = get_attack(name)
-    params = config.attack_params.get(name, {})
+    defaults = dict(_profile(config, classifier)) if config.attacks is None else {}
+    params = {**defaults.get(name, {}), **config.attack_params.get(name, {})}
     norm = cast(Norm, config.norm)
     try:
         return cls(eps=eps, norm=norm, seed=config.seed, batch_size=config.batch_size, **params)
@@ -105,52 +120,69 @@ def run_evasion(
     names, skipped = plan_attacks(config, classifier)
     clean_accuracy = float((clean_predictions == data.y).mean())
     outcome = EvasionOutcome()
-    curves: dict[str, list[dict[str, float]]] = {}
+    curves: dict[str, list[dict[str, Any]]] = {}
     robust_all = {eps: clean_predictions == data.y for eps in config.epsilons}
     example_source: tuple[str, AttackResult] | None = None
 
+    cascade = config.attacks is None
     for name in names:
-        rows = []
-        for eps in config.epsilons:
+        curves[name] = []
+    for eps in config.epsilons:
+        # a suite attacks only what earlier attacks left standing (AutoAttack); explicit
+        # attacks each run on every sample so that each one's own figure is known
+        adversarial = data.x.copy()
+        predictions = clean_predictions.copy()
+        for name in names:
             if on_step:
                 on_step(f"{name} ε={eps:g}")
-            attack = _build(name, eps, config)
+            attack = _build(name, eps, config, classifier)
+            target = np.nonzero(predictions == data.y)[0] if cascade else np.arange(len(data))
             started = time.perf_counter()
-            result = attack.generate(classifier, data.x, data.y)
+            if len(target):
+                result = attack.generate(classifier, data.x[target], data.y[target])
+                queries = float(result.queries.mean())
+            else:
+                result, queries = None, 0.0
             elapsed = time.perf_counter() - started
-            robust = result.predictions == data.y
+            if cascade:
+                if result is not None:
+                    broken = result.predictions != data.y[target]
+                    adversarial[target[broken]] = result.x_adv[broken]
+                    predictions[target[broken]] = result.predictions[broken]
+                own_x, own_predictions = adversarial, predictions
+            else:
+                assert result is not None
+                own_x, own_predictions = result.x_adv, result.predictions
+            robust = own_predictions == data.y
             robust_all[eps] &= robust
-            delta = (result.x_adv - data.x).reshape(len(data.x), -1)
-            norm_values = (
-                np.abs(delta).max(axis=1)
-                if config.norm == "linf"
-                else np.linalg.norm(delta, axis=1)
+            row = _curve_row(eps, data, clean_predictions, own_x, robust, config.norm)
+            row.update(
+                mean_queries=queries,
+                attacked=len(target),
+                seconds=round(elapsed, 3),
             )
-            fooled = ~robust & (clean_predictions == data.y)
-            rows.append(
-                {
-                    "eps": eps,
-                    "robust_accuracy": float(robust.mean()),
-                    "attack_success_rate": float(
-                        fooled.sum() / max((clean_predictions == data.y).sum(), 1)
-                    ),
-                    "mean_queries": float(result.queries.mean()),
-                    "max_perturbation": float(norm_values.max()) if len(norm_values) else 0.0,
-                    "mean_perturbation_fooled": float(norm_values[fooled].mean())
-                    if fooled.any()
-                    else 0.0,
-                    "seconds": round(elapsed, 3),
-                }
-            )
-            if eps == config.epsilons[-1] and (
-                example_source is None or result.success.sum() > example_source[1].success.sum()
-            ):
-                example_source = (name, result)
-        curves[name] = rows
+            curves[name].append(row)
+            if eps == config.epsilons[-1]:
+                candidate = AttackResult(
+                    attack=name,
+                    norm=config.norm,
+                    eps=eps,
+                    targeted=False,
+                    x_adv=own_x,
+                    success=~robust,
+                    queries=np.zeros(len(data), dtype=np.int64),
+                    predictions=own_predictions,
+                )
+                if example_source is None or candidate.success.sum() > (
+                    example_source[1].success.sum()
+                ):
+                    example_source = (name, candidate)
+    for name in names:
+        rows = curves[name]
         robust_by_eps = {row["eps"]: row["robust_accuracy"] for row in rows}
         for eps, value in robust_by_eps.items():
             outcome.metrics[f"robust_accuracy[{name}]@{eps:g}"] = value
-        outcome.findings.append(_attack_finding(name, clean_accuracy, rows, config))
+        outcome.findings.append(_attack_finding(name, clean_accuracy, rows, config, cascade))
 
     for eps in config.epsilons:
         outcome.metrics[f"robust_accuracy@{eps:g}"] = float(robust_all[eps].mean())
@@ -168,7 +200,29 @@ def run_evasion(
                 recommendation="Assess a white-box export of the model to run gradient attacks too.",
             )
         )
+    largest = config.epsilons[-1]
+    masking = run_masking(
+        classifier,
+        data,
+        norm=config.norm,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        curves=curves,
+        white_box_names={n for n in names if get_attack(n).needs_gradients},
+        cascade=cascade,
+        clean_predictions=clean_predictions,
+        survivors=np.nonzero(robust_all[largest])[0],
+        suite=lambda eps, x, y: _suite_predictions(names, eps, config, classifier, x, y),
+        convergence_steps=_first_gradient_steps(names, config, classifier),
+        on_step=on_step,
+    )
+    outcome.findings.extend(masking.findings)
+    outcome.metrics.update(masking.metrics)
     outcome.section = {
+        "masking": masking.section,
+        "mode": "suite" if cascade else "independent",
+        "profile": (config.profile or DEFAULT_PROFILE) if cascade else None,
+        "attacks": names,
         "norm": config.norm,
         "epsilons": config.epsilons,
         "clean_accuracy": clean_accuracy,
@@ -182,8 +236,63 @@ def run_evasion(
     return outcome
 
 
+def _suite_predictions(
+    names: list[str],
+    eps: float,
+    config: AssessConfig,
+    classifier: Classifier,
+    x: np.ndarray,
+    y: np.ndarray,
+) -> np.ndarray:
+    """Predictions after every planned attack, AutoAttack-style, at ``eps`` on ``(x, y)``."""
+    predictions = classifier.predict(x) if len(x) else np.zeros(0, dtype=np.int64)
+    for name in names:
+        target = np.nonzero(predictions == y)[0]
+        if len(target) == 0:
+            break
+        result = _build(name, eps, config, classifier).generate(classifier, x[target], y[target])
+        predictions[target] = result.predictions
+    return predictions
+
+
+def _first_gradient_steps(names: list[str], config: AssessConfig, classifier: Classifier) -> int:
+    """The iteration budget of the first gradient attack run (the convergence check doubles it)."""
+    for name in names:
+        attack = _build(name, 1.0, config, classifier)
+        steps = getattr(attack, "steps", None)
+        if attack.needs_gradients and isinstance(steps, int):
+            return steps
+    return 50
+
+
+def _curve_row(
+    eps: float,
+    data: Dataset,
+    clean_predictions: np.ndarray,
+    x_adv: np.ndarray,
+    robust: np.ndarray,
+    norm: str,
+) -> dict[str, Any]:
+    """Robust accuracy, success rate and perturbation sizes of one attack at one ε."""
+    delta = (x_adv - data.x).reshape(len(data.x), -1)
+    norm_values = np.abs(delta).max(axis=1) if norm == "linf" else np.linalg.norm(delta, axis=1)
+    correct = clean_predictions == data.y
+    fooled = ~robust & correct
+    return {
+        "eps": eps,
+        "robust_accuracy": float(robust.mean()),
+        "attack_success_rate": float(fooled.sum() / max(correct.sum(), 1)),
+        "max_perturbation": float(norm_values.max()) if len(norm_values) else 0.0,
+        "mean_perturbation_fooled": float(norm_values[fooled].mean()) if fooled.any() else 0.0,
+    }
+
+
 def _attack_finding(
-    name: str, clean: float, rows: list[dict[str, float]], config: AssessConfig
+    name: str,
+    clean: float,
+    rows: list[dict[str, Any]],
+    config: AssessConfig,
+    cascade: bool = False,
 ) -> Finding:
     cls = get_attack(name)
     robust = {row["eps"]: row["robust_accuracy"] for row in rows}
@@ -196,6 +305,14 @@ def _attack_finding(
         f" ({largest['attack_success_rate']:.1%} of correctly classified inputs fooled, "
         f"{largest['mean_queries']:.0f} queries per input on average)."
     )
+    if cascade:
+        summary = (
+            f"After {name.upper()} ({config.norm}, {'white-box' if white_box else 'black-box'}), "
+            f"run on the {largest['attacked']} inputs earlier attacks of the suite left "
+            f"correctly classified, accuracy is {largest['robust_accuracy']:.1%} at "
+            f"ε={largest['eps']:g} (clean {clean:.1%}; {largest['mean_queries']:.0f} queries "
+            "per attacked input on average)."
+        )
     return Finding(
         id=f"evasion.{name}",
         check="evasion",
@@ -216,6 +333,7 @@ def _attack_finding(
             "attack": name,
             "norm": config.norm,
             "params": config.attack_params.get(name, {}),
+            "cumulative": cascade,
             "curve": rows,
         },
     )

@@ -11,6 +11,7 @@ from mlwarden.assess.certification import run_certification, smoothing_settings
 from mlwarden.assess.config import AssessConfig, Gate
 from mlwarden.assess.detection import resolve_train_data, run_detection
 from mlwarden.assess.evasion import plan_attacks, run_evasion
+from mlwarden.assess.masking import MASKING_PREFIX
 from mlwarden.data.dataset import Dataset
 from mlwarden.errors import ConfigError, DataError
 from mlwarden.models.base import Classifier
@@ -31,7 +32,9 @@ def count_steps(
     one per attack and per output policy.
     """
     names, _ = plan_attacks(config, classifier)
-    steps = len(names) * len(config.epsilons) + 1
+    # the attacks at every ε, clean accuracy, and the masking diagnostics (checks, the probe
+    # and, for white-box models, the convergence re-attack)
+    steps = len(names) * len(config.epsilons) + 1 + 2 + int(classifier.differentiable)
     if smoothing_settings(classifier, config) is not None:
         steps += 1
     if config.detectors:
@@ -69,8 +72,15 @@ def _check_compatible(classifier: Classifier, data: Dataset) -> None:
         )
 
 
-def evaluate_gates(gates: list[Gate], metrics: dict[str, float]) -> list[GateResult]:
-    """Compare each gate's threshold with the measured metric (missing metrics fail)."""
+def evaluate_gates(
+    gates: list[Gate], metrics: dict[str, float], *, masking: list[str] | None = None
+) -> list[GateResult]:
+    """Compare each gate's threshold with the measured metric (missing metrics fail).
+
+    ``masking`` names the gradient-masking diagnostics that fired (unless acknowledged): while
+    there are any, every gate on robust accuracy fails closed with that reason, since the
+    measured figure may be far too high.
+    """
     results = []
     for gate in gates:
         key = gate.metric
@@ -79,13 +89,21 @@ def evaluate_gates(gates: list[Gate], metrics: dict[str, float]) -> list[GateRes
             prefix = key.split("@")[0]
             key = f"{prefix}@{gate.eps:g}"
         value = metrics.get(key)
+        reason = None
+        if masking and gate.metric.startswith("robust_accuracy"):
+            reason = (
+                "gradient masking suspected (" + "; ".join(masking) + "): the robust accuracy "
+                "may be overstated; make the evaluation adaptive, or set acknowledge_masking: "
+                "true to gate on it anyway"
+            )
         results.append(
             GateResult(
                 metric=gate.metric,
                 threshold=gate.threshold,
                 value=value,
-                passed=value is not None and value >= gate.threshold,
+                passed=value is not None and value >= gate.threshold and reason is None,
                 source=gate.source,
+                reason=reason,
             )
         )
     return results
@@ -212,7 +230,12 @@ def assess(
         metrics.update(extraction.metrics)
         sections["extraction"] = extraction.section
     findings.extend(extra_findings or [])
-    gates = evaluate_gates(config.gates, metrics)
+    masking = [f for f in findings if f.id.startswith(MASKING_PREFIX)]
+    gates = evaluate_gates(
+        config.gates,
+        metrics,
+        masking=None if config.acknowledge_masking else [f.title for f in masking],
+    )
 
     return Report(
         model={

@@ -1,15 +1,17 @@
 """Attacks against models, one per module, all behind :class:`~mlwarden.attacks.base.Attack`."""
 
 from mlwarden.attacks.base import Attack, AttackResult
-from mlwarden.attacks.evasion import FGSM, PGD, SquareAttack
+from mlwarden.attacks.evasion import APGD, FGSM, PGD, APGDTargeted, SquareAttack
 from mlwarden.attacks.registry import attack_names, get_attack, register
 
-for _cls in (FGSM, PGD, SquareAttack):
+for _cls in (FGSM, PGD, APGD, APGDTargeted, SquareAttack):
     register(_cls.name, _cls)
 
 __all__ = [
+    "APGD",
     "FGSM",
     "PGD",
+    "APGDTargeted",
     "Attack",
     "AttackResult",
     "SquareAttack",

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mlwarden.cli._console import console, progress
@@ -175,11 +176,16 @@ def _print_summary(report: object) -> None:
     console.print(table)
     for reason in section["skipped"]:
         console.print(f"[yellow]skipped:[/] {reason}")
+    for finding in report.findings:
+        if finding.check == "masking":
+            console.print(f"[bold red]masking:[/] {escape(finding.title)}")
     _print_defenses(report.sections)
     for gate in report.gates:
         value = "missing" if gate.value is None else f"{gate.value:.3f}"
         mark = "[green]pass[/]" if gate.passed else "[bold red]FAIL[/]"
         console.print(f"gate {gate.metric} ≥ {gate.threshold}: {value} {mark}")
+        if gate.reason:
+            console.print(f"  [red]{escape(gate.reason)}[/]")
     console.print(f"highest severity: {report.max_severity.value}")
 
 

@@ -86,6 +86,8 @@ class GateResult:
     value: float | None
     passed: bool
     source: str
+    reason: str | None = None
+    """Why the gate failed although the value meets the threshold (it failed closed)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view."""
@@ -95,6 +97,7 @@ class GateResult:
             "value": self.value,
             "passed": self.passed,
             "source": self.source,
+            **({"reason": self.reason} if self.reason else {}),
         }
 
 

@@ -34,15 +34,18 @@ __all__ = [
     "DescentResult",
     "FixedStep",
     "Objective",
+    "Projector",
     "StepRule",
     "attack_loss",
     "check_loss",
     "classification_objective",
     "dlr_loss",
     "normalized_step",
+    "on_rows",
     "per_sample_loss",
     "projected_gradient_descent",
     "random_start",
+    "targeted_dlr_loss",
 ]
 
 LOSSES: tuple[str, ...] = ("ce", "margin", "dlr")
@@ -61,14 +64,36 @@ def dlr_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     ``-(z_y - max_{j≠y} z_j) / (z_π1 - z_π3)`` with ``π`` the logits sorted in decreasing
     order: invariant to shifting and rescaling the logits, so a model whose logits are scaled
     up (saturated softmax, defensive distillation) gives the attack the same gradient direction.
-    Needs at least three classes; with two it falls back to the scaled margin ``z_π1 - z_π2``.
+    It needs three classes; with two the ratio is ±1 and has no gradient, so two-class models
+    get the Carlini–Wagner margin ``max_{j≠y} z_j - z_y`` instead.
     """
-    sorted_logits, _ = logits.sort(dim=1, descending=True)
     true_logit = logits.gather(1, labels[:, None]).squeeze(1)
     others = logits.scatter(1, labels[:, None], float("-inf")).amax(dim=1)
-    third = 2 if logits.shape[1] >= 3 else 1
-    scale = (sorted_logits[:, 0] - sorted_logits[:, third]).clamp_min(1e-12)
+    if logits.shape[1] < 3:
+        return others - true_logit
+    sorted_logits, _ = logits.sort(dim=1, descending=True)
+    scale = (sorted_logits[:, 0] - sorted_logits[:, 2]).clamp_min(1e-12)
     return -(true_logit - others) / scale
+
+
+def targeted_dlr_loss(
+    logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """APGD-T's targeted DLR loss (Croce & Hein, 2020), per sample, to ascend.
+
+    ``-(z_y - z_t) / (z_π1 - (z_π3 + z_π4)/2)``: it rises as the target logit ``z_t`` overtakes
+    the true one ``z_y``, at any logit scale. With fewer than four classes the denominator
+    uses the lowest logits there are (two classes: the margin itself, unscaled).
+    """
+    true_logit = logits.gather(1, labels[:, None]).squeeze(1)
+    target_logit = logits.gather(1, targets[:, None]).squeeze(1)
+    k = logits.shape[1]
+    if k < 3:
+        return target_logit - true_logit
+    sorted_logits, _ = logits.sort(dim=1, descending=True)
+    tail = sorted_logits[:, 2 : min(4, k)].mean(dim=1)
+    scale = (sorted_logits[:, 0] - tail).clamp_min(1e-12)
+    return -(true_logit - target_logit) / scale
 
 
 def check_loss(attack: str, loss: object) -> None:
@@ -98,9 +123,11 @@ def per_sample_loss(
         raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
     if not targeted:
         return dlr_loss(logits, goal)
-    sorted_logits, _ = logits.sort(dim=1, descending=True)
     k = logits.shape[1]
-    tail = sorted_logits[:, min(2, k - 1) : min(4, k)].mean(dim=1)
+    if k < 3:  # the ratio would be ±1, without gradient: the plain margin
+        return goal_logit - others
+    sorted_logits, _ = logits.sort(dim=1, descending=True)
+    tail = sorted_logits[:, 2 : min(4, k)].mean(dim=1)
     scale = (sorted_logits[:, 0] - tail).clamp_min(1e-12)
     return (goal_logit - others) / scale
 
@@ -280,18 +307,39 @@ def classification_objective(
     *,
     targeted: bool,
     loss: str,
+    eot_samples: int = 1,
 ) -> Objective:
     """The objective of an evasion attack: ascend ``loss``; success is the attack's goal met.
 
     ``goal`` holds the true labels (untargeted: success is any other prediction) or the target
-    labels (targeted: success is predicting the target).
+    labels (targeted: success is predicting the target). With ``eot_samples > 1`` the model is
+    taken to be randomized: the value is the mean loss over that many forward passes
+    (Expectation over Transformation, Athalye et al. 2018) and an iterate counts as a success
+    only when every pass meets the goal, so one lucky draw never stops the attack early.
     """
 
     def objective(x_adv: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = logits_fn(x_adv)
         labels = goal[index]
-        pred = logits.argmax(1)
-        hit = pred == labels if targeted else pred != labels
-        return per_sample_loss(logits, labels, targeted=targeted, loss=loss), hit
+        value = torch.zeros(len(x_adv), dtype=x_adv.dtype, device=x_adv.device)
+        hit = torch.ones(len(x_adv), dtype=torch.bool, device=x_adv.device)
+        for _ in range(eot_samples):
+            logits = logits_fn(x_adv)
+            pred = logits.argmax(1)
+            hit &= pred == labels if targeted else pred != labels
+            value = value + per_sample_loss(logits, labels, targeted=targeted, loss=loss)
+        return value / eot_samples, hit
 
     return objective
+
+
+def on_rows(objective: Objective, rows: torch.Tensor) -> Objective:
+    """``objective`` for the sub-batch ``x[rows]``: its indices map back through ``rows``.
+
+    Restarts and cascades attack only the samples not yet broken; this keeps the objective's
+    per-sample data (labels, targets) indexed by the caller's full batch.
+    """
+
+    def restricted(x_adv: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return objective(x_adv, rows[index])
+
+    return restricted

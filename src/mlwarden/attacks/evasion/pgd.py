@@ -12,9 +12,9 @@ import torch
 from mlwarden.attacks.base import Attack, Norm
 from mlwarden.attacks.evasion.gradient_descent import (
     FixedStep,
-    Objective,
     check_loss,
     classification_objective,
+    on_rows,
     projected_gradient_descent,
     random_start,
 )
@@ -110,7 +110,7 @@ class PGD(Attack):
             x0 = x[active]
             final = restart == self.restarts - 1
             found = projected_gradient_descent(
-                _on_rows(objective, active),
+                on_rows(objective, active),
                 x0,
                 eps=eps,
                 norm=self.norm,
@@ -130,12 +130,3 @@ class PGD(Attack):
             best[active[keep]] = found.x_adv[keep]
             done[active[found.success]] = True
         return best, queries
-
-
-def _on_rows(objective: Objective, rows: torch.Tensor) -> Objective:
-    """``objective`` for the sub-batch ``x[rows]``: its indices map back through ``rows``."""
-
-    def restricted(x_adv: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return objective(x_adv, rows[index])
-
-    return restricted

@@ -1,0 +1,60 @@
+"""Attack profiles: the suites ``assess`` runs when the configuration names no attacks.
+
+A profile is an ordered list of attacks run as AutoAttack runs its suite (Croce & Hein, 2020):
+cheapest first, each one only on the samples every earlier attack left correctly classified, so
+the reported robust accuracy is the worst case over the suite at a fraction of the cost of
+running each attack on everything.
+
+* ``standard``: AutoAttack's standard suite for white-box models: APGD-CE (100 steps), APGD-T
+  on the DLR loss (100 steps towards each of the 9 most likely wrong classes) and Square Attack
+  (5,000 queries). FAB-T is not included (on the models and budgets measured in
+  ``docs/benchmarks.md`` it never found a point the others missed). Black-box models get Square
+  Attack with 5,000 queries and, where it is registered, HopSkipJump.
+* ``quick``: a CI-sized suite (APGD-CE 25 steps, APGD-T 25 steps towards 3 classes, Square
+  500 queries) measured within 2 points of ``standard`` on the plain and adversarially trained
+  zoo models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DEFAULT_PROFILE", "PROFILES", "profile_attacks"]
+
+DEFAULT_PROFILE = "standard"
+
+_Suite = tuple[tuple[str, dict[str, Any]], ...]
+
+PROFILES: dict[str, dict[str, _Suite]] = {
+    "standard": {
+        "white_box": (
+            ("apgd", {"loss": "ce", "steps": 100, "restarts": 1}),
+            ("apgd-t", {"steps": 100, "target_classes": 9, "restarts": 1}),
+            ("square", {"queries": 5000}),
+        ),
+        "black_box": (
+            ("square", {"queries": 5000}),
+            ("hsj", {"max_queries": 5000}),
+        ),
+    },
+    "quick": {
+        "white_box": (
+            ("apgd", {"loss": "ce", "steps": 25, "restarts": 1}),
+            ("apgd-t", {"steps": 25, "target_classes": 3, "restarts": 1}),
+            ("square", {"queries": 500}),
+        ),
+        "black_box": (
+            ("square", {"queries": 1000}),
+            ("hsj", {"max_queries": 1000}),
+        ),
+    },
+}
+"""Per profile, the ordered suite for white-box (gradients) and black-box models."""
+
+
+def profile_attacks(profile: str, *, white_box: bool) -> list[tuple[str, dict[str, Any]]]:
+    """The ordered ``(attack name, parameters)`` of ``profile`` for this kind of model."""
+    return [
+        (name, dict(params))
+        for name, params in PROFILES[profile]["white_box" if white_box else "black_box"]
+    ]

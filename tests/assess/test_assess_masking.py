@@ -1,0 +1,131 @@
+"""Gradient-masking diagnostics: they fire on masked models, not on honest ones, and gates on
+robust accuracy fail closed while they do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mlwarden.assess import assess
+from mlwarden.assess.config import AssessConfig, parse_gate
+from mlwarden.assess.masking import black_box_advantage, probe_eps
+from mlwarden.data import Dataset
+from mlwarden.models import Classifier, TorchClassifier
+
+# one ε, few samples and a cheap suite: enough for the diagnostics to tell the models apart
+SMALL = {
+    "epsilons": [0.1],
+    "max_samples": 60,
+    "profile": "quick",
+    "attack_params": {"apgd": {"steps": 10}, "apgd-t": {"steps": 10}, "square": {"queries": 50}},
+}
+
+
+class ScaledLogits(torch.nn.Module):
+    """Logits multiplied by a constant: the softmax saturates, cross-entropy gradients vanish."""
+
+    def __init__(self, inner: torch.nn.Module, scale: float) -> None:
+        super().__init__()
+        self.inner, self.scale = inner, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) * self.scale
+
+
+class NoisyInput(torch.nn.Module):
+    """Gaussian noise added to the input on every call: a randomized model."""
+
+    def __init__(self, inner: torch.nn.Module, sigma: float) -> None:
+        super().__init__()
+        self.inner, self.sigma = inner, sigma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x + self.sigma * torch.randn_like(x))
+
+
+def _wrap(base: Classifier, module: torch.nn.Module) -> TorchClassifier:
+    return TorchClassifier(
+        module,
+        input_shape=base.input_shape,
+        n_classes=base.n_classes,
+        clip_range=base.clip_range,
+    )
+
+
+def _masking_ids(classifier: Classifier, data: Dataset, **overrides: object) -> set[str]:
+    report = assess(classifier, data, AssessConfig(**{**SMALL, **overrides}))
+    return {f.id for f in report.findings if f.check == "masking"}
+
+
+def test_no_masking_finding_fires_on_the_plain_cnn(digits_cnn, digits_test) -> None:
+    assert _masking_ids(digits_cnn, digits_test) == set()
+
+
+def test_scaled_logits_fire_vanishing_gradients_and_the_suite_still_finds_the_truth(
+    digits_cnn, digits_test
+) -> None:
+    scaled = _wrap(digits_cnn, ScaledLogits(digits_cnn.module, 1000.0))
+    config = AssessConfig(**SMALL)
+    plain = assess(digits_cnn, digits_test, config)
+    masked = assess(scaled, digits_test, config)
+    assert "masking.vanishing_gradients" in {f.id for f in masked.findings}
+    # APGD-T's DLR loss ignores the logit scale: the worst case is the plain model's
+    assert masked.metrics["robust_accuracy@0.1"] <= plain.metrics["robust_accuracy@0.1"] + 0.02
+    # while cross-entropy APGD alone is fooled by the saturation
+    assert masked.metrics["robust_accuracy[apgd]@0.1"] > plain.metrics["robust_accuracy@0.1"] + 0.3
+
+
+def test_a_randomized_model_fires_the_randomized_finding(digits_cnn, digits_test) -> None:
+    noisy = _wrap(digits_cnn, NoisyInput(digits_cnn.module, 0.05))
+    assert "masking.randomized" in _masking_ids(noisy, digits_test)
+
+
+def test_gates_on_robust_accuracy_fail_closed_while_masking_is_suspected(
+    digits_cnn, digits_test
+) -> None:
+    scaled = _wrap(digits_cnn, ScaledLogits(digits_cnn.module, 1000.0))
+    gates = [parse_gate("robust_accuracy@0.1=0.01"), parse_gate("clean_accuracy=0.5")]
+    report = assess(scaled, digits_test, AssessConfig(**SMALL).with_gates(gates))
+    by_metric = {g.metric: g for g in report.gates}
+    robust = by_metric["robust_accuracy@0.1"]
+    assert robust.value is not None and robust.value >= 0.01  # the figure meets the threshold
+    assert not robust.passed  # but the gate fails closed
+    assert robust.reason is not None and "masking" in robust.reason
+    assert by_metric["clean_accuracy"].passed  # gates not on robust accuracy are untouched
+
+
+def test_acknowledging_masking_lets_the_gate_pass(digits_cnn, digits_test) -> None:
+    scaled = _wrap(digits_cnn, ScaledLogits(digits_cnn.module, 1000.0))
+    config = AssessConfig(**SMALL, acknowledge_masking=True)
+    report = assess(
+        scaled, digits_test, config.with_gates([parse_gate("robust_accuracy@0.1=0.01")])
+    )
+    assert report.gates[0].passed and report.gates[0].reason is None
+    assert any(f.check == "masking" for f in report.findings)  # still reported
+
+
+def test_probe_eps_lets_every_input_reach_the_centre_of_the_range() -> None:
+    assert probe_eps("linf", np.zeros((3, 4)), (0.0, 1.0)) == 0.5
+    x = np.array([[0.0, 0.0], [1.0, 1.0], [0.5, 0.5]])
+    # the farthest point from (0.5, 0.5) is a corner, at distance sqrt(0.5)
+    assert probe_eps("l2", x, (0.0, 1.0)) == pytest.approx(np.sqrt(0.5))
+
+
+def _rows(*values: float) -> list[dict[str, float]]:
+    return [{"eps": 0.1, "robust_accuracy": v} for v in values]
+
+
+def test_black_box_advantage_in_a_suite_is_the_drop_the_black_box_attack_adds() -> None:
+    curves = {"apgd": _rows(0.5), "square": _rows(0.42)}
+    [row] = black_box_advantage(curves, {"apgd"}, cascade=True)
+    assert row["extra_broken_share"] == pytest.approx(0.08)
+
+
+def test_black_box_advantage_of_independent_attacks_is_the_gap_between_the_best_of_each() -> None:
+    curves = {"fgsm": _rows(0.6), "pgd": _rows(0.5), "square": _rows(0.55)}
+    [row] = black_box_advantage(curves, {"fgsm", "pgd"}, cascade=False)
+    assert row["extra_broken_share"] == 0.0
+    curves["square"] = _rows(0.3)
+    [row] = black_box_advantage(curves, {"fgsm", "pgd"}, cascade=False)
+    assert row["extra_broken_share"] == pytest.approx(0.2)
