@@ -38,14 +38,14 @@ from starlette.requests import ClientDisconnect
 from mlwarden import __version__
 from mlwarden.errors import ConfigError
 from mlwarden.models.base import Classifier
+from mlwarden.models.output_policy import OutputPolicy
 from mlwarden.serve.audit import AuditEntry, AuditLog
 from mlwarden.serve.authz import Authorizer
-from mlwarden.serve.config import MODEL_NAME_PATTERN, GatewayConfig, OutputPolicy
+from mlwarden.serve.config import MODEL_NAME_PATTERN, GatewayConfig
 from mlwarden.serve.db import Database
 from mlwarden.serve.keys import AuthFailure, KeyRecord, KeyStore
 from mlwarden.serve.loading import ServedModel, attach_detectors, load_served_model
 from mlwarden.serve.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
-from mlwarden.serve.policy import apply_policy
 from mlwarden.serve.quotas import RateLimits
 from mlwarden.serve.validation import InvalidInput, PayloadTooLarge, parse_inputs, read_body
 
@@ -583,7 +583,7 @@ def create_app(
                 policy = policy.stricter(OutputPolicy(mode="label"))
             content: dict[str, Any] = {
                 "model": name,
-                "outputs": apply_policy(probs, policy),
+                "outputs": policy.apply(probs),
                 "policy": policy.describe(),
                 "alerts": ctx.alerts if config.monitor.expose_alerts else [],
             }
