@@ -47,6 +47,7 @@ from mlwarden.serve.keys import AuthFailure, KeyRecord, KeyStore
 from mlwarden.serve.loading import ServedModel, attach_detectors, load_served_model
 from mlwarden.serve.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from mlwarden.serve.quotas import RateLimits
+from mlwarden.serve.restriction import LADDER, Restriction
 from mlwarden.serve.validation import InvalidInput, PayloadTooLarge, parse_inputs, read_body
 
 __all__ = [
@@ -164,9 +165,6 @@ def build_monitor(config: GatewayConfig) -> MonitorHook | None:
 
         reference = load_dataset(config.monitor.reference, split="train").x
     return ExtractionMonitor(MonitorConfig.from_dict(config.monitor.options), reference=reference)
-
-
-_RESTRICTION_ORDER = ("none", "throttle", "label_only", "block")
 
 
 class Gateway:
@@ -579,7 +577,8 @@ def create_app(
             if gateway.monitor is not None:
                 _run_monitor(record, name, x, probs, ctx)
             policy = _policy(served, record)
-            if ctx.restriction in ("label_only", "block"):  # imposed by this very request's alerts
+            # imposed by this very request's alerts
+            if Restriction.parse(ctx.restriction) >= Restriction.LABEL_ONLY:
                 policy = policy.stricter(OutputPolicy(mode="label"))
             content: dict[str, Any] = {
                 "model": name,
@@ -617,11 +616,7 @@ def create_app(
             gateway.metrics.alerts.labels(str(alert.get("kind", "unknown"))[:64]).inc()
         if config.monitor.action == "per_alert":
             wanted = [str(a.get("action") or "none") for a in raised]
-            action = max(
-                (w for w in wanted if w in _RESTRICTION_ORDER),
-                key=_RESTRICTION_ORDER.index,
-                default="none",
-            )
+            action = Restriction.strictest(w for w in wanted if w in LADDER).value
         else:
             action = config.monitor.action
         if action != "none" and record.restriction != action:

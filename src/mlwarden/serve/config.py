@@ -18,6 +18,7 @@ import yaml
 from mlwarden.errors import ConfigError
 from mlwarden.models.output_policy import OUTPUT_MODES, OutputPolicy
 from mlwarden.serve.db import check_table_prefix
+from mlwarden.serve.restriction import LADDER
 
 __all__ = [
     "ACTIONS",
@@ -43,7 +44,8 @@ ACTIONS = ("predict", "explain", "admin", "metrics")
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}(?:\.[A-Za-z0-9_-]{1,62}){0,3}$")
 _ROLE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _GLOB_PATTERN = re.compile(r"^[A-Za-z0-9_.*?-]{1,64}$")
-_MONITOR_ACTIONS = ("per_alert", "none", "throttle", "label_only", "block")
+#: ``per_alert`` (each alert's own action) or one rung of the restriction ladder for every alert.
+_MONITOR_ACTIONS = ("per_alert", *LADDER)
 
 
 @dataclass(frozen=True)

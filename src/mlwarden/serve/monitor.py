@@ -52,25 +52,24 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from mlwarden.errors import ConfigError
+from mlwarden.serve.restriction import LADDER, Restriction
 
 __all__ = [
     "ACTIONS",
     "ALERT_KINDS",
-    "Action",
     "Alert",
     "ExtractionMonitor",
     "MonitorConfig",
     "shapiro_wilk",
 ]
 
-Action = Literal["none", "throttle", "label_only", "block"]
-ACTIONS: tuple[str, ...] = ("none", "throttle", "label_only", "block")
-"""Actions from the mildest to the strongest."""
+ACTIONS: tuple[str, ...] = LADDER
+"""Actions from the mildest to the strongest (:mod:`mlwarden.serve.restriction`)."""
 ALERT_KINDS: tuple[str, ...] = ("prada", "low_margin", "near_duplicate", "out_of_distribution")
 
 # Royston (1992, 1995) polynomial coefficients of the two largest Shapiro–Wilk weights (AS R94).
@@ -301,10 +300,7 @@ class MonitorConfig:
                 raise ConfigError(
                     f"monitor.actions: unknown alert kind {kind!r}; choose from {list(ALERT_KINDS)}"
                 )
-            if action not in ACTIONS:
-                raise ConfigError(
-                    f"monitor.actions.{kind}: unknown action {action!r}; choose from {list(ACTIONS)}"
-                )
+            Restriction.parse(action, where=f"monitor.actions.{kind}")
         unknown = [k for k in self.enabled if k not in ALERT_KINDS]
         if unknown:
             raise ConfigError(
@@ -610,7 +606,7 @@ class ExtractionMonitor:
             return "none"
         with stream.lock:
             actions = [a.action for a in stream.alerted.values()]
-        return max(actions, key=ACTIONS.index, default="none")
+        return Restriction.strictest(actions).value
 
     def state(self, key_id: str, model: str) -> dict[str, Any]:
         """Current statistics of one stream, for metrics and the audit log.
@@ -647,7 +643,7 @@ class ExtractionMonitor:
                 "prada_w": stream.prada_w,
                 "coverage_buckets": len(stream.buckets),
                 "alerts": sorted(stream.alerted),
-                "action": max(actions, key=ACTIONS.index, default="none"),
+                "action": Restriction.strictest(actions).value,
             }
 
     def __len__(self) -> int:
