@@ -52,6 +52,7 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
     if value is None or not value.strip():
         return DEFAULT_RETRY_AFTER_S
     text = value.strip()
+    seconds: float | None
     try:
         seconds = float(text)
     except ValueError:
