@@ -46,7 +46,7 @@ def _entries(n: int, start: int = 0) -> list[AuditEntry]:
 
 
 # -- key store ---------------------------------------------------------------------------
-def test_key_store_keeps_only_the_hash_and_authenticates_in_constant_time(db: Database) -> None:
+def test_key_store_keeps_only_the_hash(db: Database) -> None:
     store = KeyStore(db)
     record, key = store.create("analyst", name="ci")
     secret = key.split("_", 2)[2]
@@ -57,6 +57,51 @@ def test_key_store_keeps_only_the_hash_and_authenticates_in_constant_time(db: Da
     assert store.authenticate(key).key_id == record.key_id
     with pytest.raises(AuthFailure, match="wrong_secret"):
         store.authenticate(key[:-2] + ("xx" if not key.endswith("xx") else "yy"))
+
+
+def test_every_secret_check_is_one_constant_time_compare_digest(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without timing: each secret check, an unknown key id included, is one
+    ``hmac.compare_digest`` of two SHA-256 digests, and its answer alone decides."""
+    import hmac
+
+    real = hmac.compare_digest
+    calls: list[tuple[str, str]] = []
+    verdict: dict[str, bool | None] = {"force": None}
+
+    def spy(a: str, b: str) -> bool:
+        calls.append((a, b))
+        return real(a, b) if verdict["force"] is None else bool(verdict["force"])
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    store = KeyStore(db)
+    record, key = store.create("analyst")
+    secret = key.split("_", 2)[2]
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    wrong = key[:-2] + ("xx" if not key.endswith("xx") else "yy")
+    unknown = (
+        f"mlw_{'0' * 12}_{secret}" if record.key_id != "0" * 12 else f"mlw_{'1' * 12}_{secret}"
+    )
+
+    assert store.authenticate(key).key_id == record.key_id
+    assert calls == [(digest, digest)]
+    calls.clear()
+    with pytest.raises(AuthFailure, match="wrong_secret"):
+        store.authenticate(wrong)
+    assert len(calls) == 1 and calls[0][1] == digest and calls[0][0] != digest
+    calls.clear()
+    with pytest.raises(AuthFailure, match="unknown_key"):
+        store.authenticate(unknown)
+    assert calls == [(digest, "0" * 64)]  # the same work as a known id, against a dummy digest
+
+    calls.clear()
+    verdict["force"] = False  # compare_digest, not another comparison, decides
+    with pytest.raises(AuthFailure, match="wrong_secret"):
+        store.authenticate(key)
+    verdict["force"] = True
+    assert store.authenticate(wrong).key_id == record.key_id
+    assert len(calls) == 2
 
 
 def test_revocation_and_expiry_apply_to_the_next_lookup(db: Database) -> None:

@@ -167,19 +167,18 @@ def test_output_policies_ground_truth() -> None:
     import numpy as np
 
     from mlwarden.serve.config import OutputPolicy
-    from mlwarden.serve.policy import apply_policy
 
     probs = np.array([[0.1234, 0.5678, 0.3088], [0.5, 0.25, 0.25]])
-    assert apply_policy(probs, OutputPolicy(decimals=1)) == {
+    assert OutputPolicy(decimals=1).apply(probs) == {
         "probabilities": [[0.1, 0.6, 0.3], [0.5, 0.2, 0.2]]
     }
-    assert apply_policy(probs, OutputPolicy(mode="top_k", top_k=2, decimals=2)) == {
+    assert OutputPolicy(mode="top_k", top_k=2, decimals=2).apply(probs) == {
         "top_k": [
             [{"label": 1, "probability": 0.57}, {"label": 2, "probability": 0.31}],
             [{"label": 0, "probability": 0.5}, {"label": 1, "probability": 0.25}],
         ]
     }
-    assert apply_policy(probs, OutputPolicy(mode="label")) == {"labels": [1, 0]}
+    assert OutputPolicy(mode="label").apply(probs) == {"labels": [1, 0]}
     strict = OutputPolicy(decimals=4, top_k=3).stricter(
         OutputPolicy(mode="top_k", decimals=2, top_k=5)
     )

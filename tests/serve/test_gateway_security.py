@@ -594,6 +594,7 @@ def test_a_blocked_model_call_does_not_stall_other_requests(
     from mlwarden.serve.config import gateway_config_from_dict
     from serve.helpers import config_dict
 
+    reached = threading.Event()  # the stuck request is inside the model
     release = threading.Event()
     order: list[str] = []
 
@@ -602,6 +603,7 @@ def test_a_blocked_model_call_does_not_stall_other_requests(
             return getattr(tiny_classifier, name)
 
         def predict_proba(self, x: np.ndarray) -> np.ndarray:
+            reached.set()
             release.wait(10)  # a bug that blocks the loop would deadlock here until the timeout
             order.append("prediction done")
             return tiny_classifier.predict_proba(x)
@@ -619,7 +621,9 @@ def test_a_blocked_model_call_does_not_stall_other_requests(
                     "/v1/models/digits/predict", json={"inputs": [sample()]}, headers=headers
                 )
             )
-            await asyncio.sleep(0.2)  # let the stuck request reach the model
+            # wait (off the loop) until the stuck request is inside the model: the list below
+            # is then asked while the model holds its request, never before it got there
+            assert await asyncio.to_thread(reached.wait, 10), "the request never reached the model"
             listed = await client.get("/v1/models", headers=headers)
             order.append("list answered")
             release.set()

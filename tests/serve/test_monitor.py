@@ -10,7 +10,7 @@ import scipy.stats
 
 from mlwarden.data.builtin import load_builtin
 from mlwarden.errors import ConfigError
-from mlwarden.serve.monitor import ExtractionMonitor, MonitorConfig, shapiro_wilk
+from mlwarden.serve.monitor import ExtractionMonitor, MonitorConfig
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +33,49 @@ def _first_alerts(monitor: ExtractionMonitor, x: np.ndarray, probs: np.ndarray) 
     return first
 
 
-@pytest.mark.parametrize("n", [3, 4, 5, 6, 7, 11, 20, 100, 999, 5000])
-def test_shapiro_wilk_agrees_with_scipy(n: int) -> None:
-    rng = np.random.default_rng(n)
-    for values in (rng.standard_normal(n), rng.exponential(size=n), rng.uniform(size=n) ** 3):
-        expected = scipy.stats.shapiro(values).statistic
-        assert shapiro_wilk(values) == pytest.approx(expected, abs=2e-6)
+def _line_stream(gaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Queries on a line, one class, spaced by increasing ``gaps``: each query's nearest earlier
+    query is the one before it and joins the growing set, so PRADA's distance set is ``gaps``."""
+    assert np.all(np.diff(gaps) >= 0)
+    positions = np.concatenate([[0.0], np.cumsum(gaps)])
+    x = np.zeros((len(positions), 1, 8, 8), dtype=np.float32)
+    x[:, 0, 0, 0] = positions
+    return x, _probs_from_labels(np.zeros(len(positions), dtype=np.int64))
 
 
-def test_shapiro_wilk_rejects_too_few_values() -> None:
-    with pytest.raises(ConfigError, match="at least 3"):
-        shapiro_wilk(np.array([1.0, 2.0]))
+def test_prada_alerts_at_the_first_test_where_scipy_shapiro_w_falls_below_delta() -> None:
+    # 30 evenly spread distances (W about 0.96), then geometrically growing ones (W falls)
+    gaps = np.concatenate([np.linspace(0.02, 0.04, 30), 0.04 * 1.15 ** np.arange(1, 30)])
+    x, probs = _line_stream(gaps)
+    config = MonitorConfig(
+        enabled=("prada",), prada_min_queries=20, prada_test_every=1, prada_delta=0.9
+    )
+    monitor = ExtractionMonitor(config)
+    alerts = [
+        a
+        for i in range(len(x))
+        for a in monitor.observe("key", "m", x[i : i + 1], probs[i : i + 1])
+    ]
+    w = {n: scipy.stats.shapiro(gaps[:n]).statistic for n in range(20, len(gaps) + 1)}
+    crossing = min(n for n, value in w.items() if value < 0.9)
+    assert w[crossing - 1] > 0.9 > w[crossing]  # the case decides the alert: W crosses delta
+    (alert,) = alerts
+    assert alert.queries == crossing + 1  # the first query has no earlier one to measure from
+    assert alert.score == pytest.approx(w[crossing], abs=1e-4)  # float32 inputs, float64 W
+
+
+def test_a_repeated_query_gives_w_of_one_without_warnings() -> None:
+    """All distances 0: W is undefined (SciPy warns); the monitor reads it as no evidence."""
+    x = np.full((30, 1, 8, 8), 0.5, dtype=np.float32)
+    monitor = ExtractionMonitor(MonitorConfig(enabled=("prada",), prada_min_queries=10))
+    assert monitor.observe("key", "m", x, _probs_from_labels(np.zeros(30, dtype=np.int64))) == []
+    assert monitor.state("key", "m")["prada_w"] == 1.0
+
+
+def test_prada_window_stays_within_the_shapiro_wilk_range() -> None:
+    assert MonitorConfig(prada_window=5000).prada_window == 5000
+    with pytest.raises(ConfigError, match="prada_window must be at most 5000"):
+        MonitorConfig(prada_window=5001)
 
 
 def test_benign_iid_stream_raises_no_alert(digits) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,13 +126,43 @@ def replicas(
         db.dispose()
 
 
+class Progress:
+    """Answers counted as they arrive, by replica and status; tests wait on its conditions."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.by_url: dict[str, int] = {}
+        self.by_status: dict[int, int] = {}
+        self.total = 0
+
+    def record(self, url: str, status: int) -> None:
+        with self._changed:
+            self.by_url[url] = self.by_url.get(url, 0) + 1
+            self.by_status[status] = self.by_status.get(status, 0) + 1
+            self.total += 1
+            self._changed.notify_all()
+
+    def wait_for(self, what: str, condition: Callable[[Progress], bool], timeout_s: float) -> None:
+        """Block until ``condition(self)`` holds; fail naming ``what`` after ``timeout_s``."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: condition(self), timeout=timeout_s):
+                raise AssertionError(
+                    f"timed out after {timeout_s} s waiting for {what} "
+                    f"(by status {self.by_status}, by replica {self.by_url})"
+                )
+
+
 def _hammer(
     urls: list[str],
     key: str,
     per_client: int | None,
     stop: threading.Event | None,
+    progress: Progress | None = None,
 ) -> tuple[list[tuple[int, str]], int]:
-    """32 threads; returns (status, request id) of every answered request and the error count."""
+    """32 threads; returns (status, request id) of every answered request and the error count.
+
+    ``progress`` (when given) is told of every answer as it arrives.
+    """
     answered: list[tuple[int, str]] = []
     errors = [0]
     lock = threading.Lock()
@@ -162,6 +192,8 @@ def _hammer(
                     continue
                 with lock:
                     answered.append((r.status_code, rid))
+                if progress is not None:
+                    progress.record(url, r.status_code)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
     for t in threads:
@@ -194,28 +226,50 @@ def test_two_replicas_admit_exactly_the_quota_and_audit_every_request(
 def test_kill_9_of_a_replica_under_load_loses_no_acknowledged_entry(
     replicas: dict[str, Any],
 ) -> None:
+    """Both replicas spend the quota, then one is killed while 32 clients keep sending.
+
+    The kill waits until every admitted query has been answered (so the test knows the exact
+    count of 200s: the quota), and the test ends once the survivor has answered a further
+    round of requests from every client after the kill.
+    """
     db: Database = replicas["db"]
     _, key = KeyStore(db).create("analyst")
-    (victim, _), _ = replicas["procs"]
-    urls = [url for _, url in replicas["procs"]]
+    (victim, victim_url), (_, survivor_url) = replicas["procs"]
+    urls = [victim_url, survivor_url]
     stop = threading.Event()
+    progress = Progress()
     result: dict[str, Any] = {}
 
     def run() -> None:
-        result["answered"], result["errors"] = _hammer(urls, key, per_client=None, stop=stop)
+        result["answered"], result["errors"] = _hammer(
+            urls, key, per_client=None, stop=stop, progress=progress
+        )
 
     runner = threading.Thread(target=run)
     runner.start()
-    time.sleep(1.5)
-    os.kill(victim.pid, signal.SIGKILL)
-    time.sleep(1.5)
-    stop.set()
-    runner.join()
+    try:
+        progress.wait_for(
+            "the quota to be spent on both replicas",
+            lambda p: p.by_status.get(200, 0) >= QUOTA and all(p.by_url.get(u) for u in urls),
+            timeout_s=120,
+        )
+        os.kill(victim.pid, signal.SIGKILL)
+        assert victim.wait(timeout=10) == -signal.SIGKILL
+        after_kill = progress.by_url.get(survivor_url, 0)
+        progress.wait_for(
+            "two more rounds of answers from the survivor after the kill",
+            lambda p: p.by_url.get(survivor_url, 0) >= after_kill + 2 * CLIENTS,
+            timeout_s=120,
+        )
+    finally:
+        stop.set()
+        runner.join()
     answered: list[tuple[int, str]] = result["answered"]
-    assert victim.wait(timeout=10) == -signal.SIGKILL
-    assert len(answered) > 50
-    audited = {row["request_id"] for row in AuditLog(db).rows()}
-    missing = [rid for _, rid in answered if rid not in audited]
+    statuses = [status for status, _ in answered]
+    assert statuses.count(200) == QUOTA  # exactly the quota across both replicas and the kill
+    assert statuses.count(429) == len(answered) - QUOTA
+    audited = {row["request_id"]: row["status"] for row in AuditLog(db).rows()}
+    missing = [rid for status, rid in answered if audited.get(rid) != status]
     assert not missing, f"{len(missing)} acknowledged request(s) have no audit entry"
     chain = AuditLog(db).verify()
     assert chain.ok, chain.problems

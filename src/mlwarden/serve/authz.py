@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from mlwarden.serve.config import GatewayConfig, OutputPolicy
+from mlwarden.models.output_policy import OutputPolicy
+from mlwarden.serve.config import GatewayConfig
 
 __all__ = ["Authorizer"]
 

@@ -16,7 +16,9 @@ from typing import Any
 import yaml
 
 from mlwarden.errors import ConfigError
+from mlwarden.models.output_policy import OUTPUT_MODES, OutputPolicy
 from mlwarden.serve.db import check_table_prefix
+from mlwarden.serve.restriction import LADDER
 
 __all__ = [
     "ACTIONS",
@@ -37,65 +39,13 @@ __all__ = [
 
 #: What a role may be granted on a model.
 ACTIONS = ("predict", "explain", "admin", "metrics")
-#: Output modes from least to most restrictive.
-OUTPUT_MODES = ("probabilities", "top_k", "label")
 #: Model names: a letter or digit first, then letters, digits, ``.``, ``_``, ``-`` (no ``..``,
 #: no ``/``, no NUL): a name is only ever a dictionary key, never part of a file path.
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}(?:\.[A-Za-z0-9_-]{1,62}){0,3}$")
 _ROLE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _GLOB_PATTERN = re.compile(r"^[A-Za-z0-9_.*?-]{1,64}$")
-_MONITOR_ACTIONS = ("per_alert", "none", "throttle", "label_only", "block")
-
-
-@dataclass(frozen=True)
-class OutputPolicy:
-    """What a caller sees of the model's output.
-
-    Parameters
-    ----------
-    mode
-        ``probabilities`` (every class, rounded), ``top_k`` (the ``top_k`` most likely classes
-        with rounded probabilities) or ``label`` (the predicted class only).
-    decimals
-        Decimal places the probabilities are rounded to (default 2): coarse outputs make
-        extraction slower (Tramèr et al., 2016, "Stealing Machine Learning Models via
-        Prediction APIs").
-    top_k
-        How many classes ``top_k`` returns.
-    """
-
-    mode: str = "probabilities"
-    decimals: int = 2
-    top_k: int = 1
-
-    def __post_init__(self) -> None:
-        if self.mode not in OUTPUT_MODES:
-            raise ConfigError(f"output.mode {self.mode!r} is not one of {', '.join(OUTPUT_MODES)}")
-        if not isinstance(self.decimals, int) or not 0 <= self.decimals <= 8:
-            raise ConfigError(
-                f"output.decimals must be an integer in [0, 8], got {self.decimals!r}"
-            )
-        if not isinstance(self.top_k, int) or self.top_k < 1:
-            raise ConfigError(f"output.top_k must be a positive integer, got {self.top_k!r}")
-
-    def stricter(self, other: OutputPolicy | None) -> OutputPolicy:
-        """The most restrictive combination of two policies (mode, decimals, top_k)."""
-        if other is None:
-            return self
-        mode = max(self.mode, other.mode, key=OUTPUT_MODES.index)
-        return OutputPolicy(
-            mode=mode,
-            decimals=min(self.decimals, other.decimals),
-            top_k=min(self.top_k, other.top_k),
-        )
-
-    def describe(self) -> str:
-        """A short label such as ``probabilities(decimals=2)``."""
-        if self.mode == "label":
-            return "label"
-        if self.mode == "top_k":
-            return f"top_k(k={self.top_k},decimals={self.decimals})"
-        return f"probabilities(decimals={self.decimals})"
+#: ``per_alert`` (each alert's own action) or one rung of the restriction ladder for every alert.
+_MONITOR_ACTIONS = ("per_alert", *LADDER)
 
 
 @dataclass(frozen=True)
@@ -280,6 +230,9 @@ def _str_list(value: Any, where: str) -> tuple[str, ...]:
 def _output(value: Any, where: str) -> OutputPolicy:
     data = _mapping(value, where)
     _known(data, {"mode", "decimals", "top_k"}, where)
+    decimals = data.get("decimals", 2)
+    if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 8:
+        raise ConfigError(f"{where}.decimals must be an integer in [0, 8], got {decimals!r}")
     return OutputPolicy(**data)
 
 

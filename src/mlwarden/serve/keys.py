@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from mlwarden.errors import ConfigError
 from mlwarden.serve.db import Database
+from mlwarden.serve.restriction import Restriction
 
 __all__ = [
     "KEY_PATTERN",
@@ -39,8 +40,8 @@ __all__ = [
 
 #: A well-formed presented key; anything else is refused before touching the database.
 KEY_PATTERN = re.compile(r"^mlw_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-#: What the monitor (or an operator) can impose on a key.
-RESTRICTIONS = ("throttle", "label_only", "block")
+#: What the monitor (or an operator) can impose on a key: the ladder without ``none``.
+RESTRICTIONS: tuple[str, ...] = tuple(r.value for r in Restriction if r is not Restriction.NONE)
 
 
 class AuthFailure(Exception):
@@ -232,7 +233,8 @@ class KeyStore:
         """
         if restriction is not None and restriction not in RESTRICTIONS:
             raise ConfigError(
-                f"restriction {restriction!r} is not one of {', '.join(RESTRICTIONS)}"
+                f"restriction {restriction!r} is not one of {', '.join(RESTRICTIONS)} "
+                "(None lifts a restriction)"
             )
         c = self.table.c
         with self.db.writer.begin() as conn:
@@ -241,7 +243,7 @@ class KeyStore:
                 return
             # one conditional UPDATE: on PostgreSQL (READ COMMITTED) a read-then-write could let
             # a replica that read the old value replace another replica's stricter restriction
-            weaker = RESTRICTIONS[: RESTRICTIONS.index(restriction)]
+            weaker = [r.value for r in Restriction.parse(restriction).weaker()]
             conn.execute(
                 self.table.update()
                 .where(c.key_id == key_id)

@@ -50,99 +50,41 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
-from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
+import scipy.stats
 
 from mlwarden.errors import ConfigError
+from mlwarden.serve.restriction import LADDER, Restriction
 
 __all__ = [
     "ACTIONS",
     "ALERT_KINDS",
-    "Action",
     "Alert",
     "ExtractionMonitor",
     "MonitorConfig",
-    "shapiro_wilk",
 ]
 
-Action = Literal["none", "throttle", "label_only", "block"]
-ACTIONS: tuple[str, ...] = ("none", "throttle", "label_only", "block")
-"""Actions from the mildest to the strongest."""
+ACTIONS: tuple[str, ...] = LADDER
+"""Actions from the mildest to the strongest (:mod:`mlwarden.serve.restriction`)."""
 ALERT_KINDS: tuple[str, ...] = ("prada", "low_margin", "near_duplicate", "out_of_distribution")
 
-# Royston (1992, 1995) polynomial coefficients of the two largest Shapiro–Wilk weights (AS R94).
-_C1 = (0.0, 0.221157, -0.147981, -2.071190, 4.434685, -2.706056)
-_C2 = (0.0, 0.042981, -0.293762, -1.752461, 5.682633, -3.582633)
+
+#: Largest sample the Shapiro–Wilk approximation covers (Royston, 1995; SciPy warns beyond).
+_SHAPIRO_MAX_N = 5000
 
 
-def _poly(coefficients: tuple[float, ...], x: float) -> float:
-    return sum(c * x**i for i, c in enumerate(coefficients))
+def _shapiro_w(distances: np.ndarray) -> float:
+    """The Shapiro–Wilk ``W`` of the distance set, from :func:`scipy.stats.shapiro`.
 
-
-@lru_cache(maxsize=64)
-def _shapiro_weights(n: int) -> np.ndarray:
-    """The ``n // 2`` positive Shapiro–Wilk weights ``a_1 >= a_2 >= ...`` (Royston's AS R94)."""
-    half = n // 2
-    if n == 3:
-        return np.array([math.sqrt(0.5)])
-    inv = NormalDist().inv_cdf
-    m = np.array([inv((i - 0.375) / (n + 0.25)) for i in range(1, half + 1)])  # negative
-    summ2 = 2.0 * float(np.sum(m * m))
-    ssumm2 = math.sqrt(summ2)
-    rsn = 1.0 / math.sqrt(n)
-    a1 = _poly(_C1, rsn) - m[0] / ssumm2
-    a = -m.copy()
-    if n > 5:
-        a2 = -m[1] / ssumm2 + _poly(_C2, rsn)
-        fac = math.sqrt(
-            (summ2 - 2.0 * m[0] ** 2 - 2.0 * m[1] ** 2) / (1.0 - 2.0 * a1**2 - 2.0 * a2**2)
-        )
-        a = a / fac
-        a[0], a[1] = a1, a2
-    else:
-        fac = math.sqrt((summ2 - 2.0 * m[0] ** 2) / (1.0 - 2.0 * a1**2))
-        a = a / fac
-        a[0] = a1
-    return a
-
-
-def shapiro_wilk(values: np.ndarray) -> float:
-    """The Shapiro–Wilk statistic ``W`` of a sample (Shapiro and Wilk, 1965).
-
-    Weights follow Royston's approximation (Royston, 1995, algorithm AS R94), the one
-    ``scipy.stats.shapiro`` uses, so the two agree to rounding.
-
-    Parameters
-    ----------
-    values
-        One-dimensional sample of at least 3 values.
-
-    Returns
-    -------
-    float
-        ``W`` in ``(0, 1]``; 1 for a constant sample (no evidence against normality cannot be
-        computed, and a constant distance set is handled by the caller).
-
-    Raises
-    ------
-    ConfigError
-        Fewer than 3 values.
+    A set whose distances are all equal (a key repeating one query) has no defined ``W`` (SciPy
+    warns); it counts as ``1.0``, no evidence against normality, and the ``near_duplicate``
+    statistic is the one that catches it.
     """
-    x = np.sort(np.asarray(values, dtype=np.float64).ravel())
-    n = len(x)
-    if n < 3:
-        raise ConfigError(f"shapiro_wilk needs at least 3 values, got {n}")
-    centred = x - x.mean()
-    ss = float(np.dot(centred, centred))
-    if ss <= 0.0:
+    if float(np.ptp(distances)) == 0.0:
         return 1.0
-    a = _shapiro_weights(n)
-    half = len(a)
-    numerator = float(np.dot(a, x[::-1][:half] - x[:half]))
-    return min(1.0, numerator * numerator / ss)
+    return float(scipy.stats.shapiro(distances).statistic)
 
 
 @dataclass(frozen=True)
@@ -226,7 +168,8 @@ class MonitorConfig:
     prada_min_queries
         Distances needed before the PRADA test runs.
     prada_window
-        The distance set keeps the most recent this many distances.
+        The distance set keeps the most recent this many distances; at most 5,000, the range
+        of Royston's approximation behind :func:`scipy.stats.shapiro` (Royston, 1995).
     prada_max_per_class
         Each class's growing set keeps the most recent this many queries.
     prada_test_every
@@ -273,6 +216,11 @@ class MonitorConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"monitor.{name} must be a positive integer, got {value!r}")
+        if self.prada_window > _SHAPIRO_MAX_N:
+            raise ConfigError(
+                f"monitor.prada_window must be at most {_SHAPIRO_MAX_N} (the Shapiro-Wilk "
+                f"approximation's range), got {self.prada_window}"
+            )
         if self.prada_min_queries < 3 or self.prada_min_queries > self.prada_window:
             raise ConfigError(
                 f"monitor.prada_min_queries must be in [3, prada_window={self.prada_window}], "
@@ -301,10 +249,7 @@ class MonitorConfig:
                 raise ConfigError(
                     f"monitor.actions: unknown alert kind {kind!r}; choose from {list(ALERT_KINDS)}"
                 )
-            if action not in ACTIONS:
-                raise ConfigError(
-                    f"monitor.actions.{kind}: unknown action {action!r}; choose from {list(ACTIONS)}"
-                )
+            Restriction.parse(action, where=f"monitor.actions.{kind}")
         unknown = [k for k in self.enabled if k not in ALERT_KINDS]
         if unknown:
             raise ConfigError(
@@ -547,7 +492,7 @@ class ExtractionMonitor:
             klass.threshold = max(klass.threshold, float(values.mean() - values.std()))
         count = stream.prada_distances.count
         if count >= cfg.prada_min_queries and (count % cfg.prada_test_every == 0):
-            stream.prada_w = shapiro_wilk(stream.prada_distances.values())
+            stream.prada_w = _shapiro_w(stream.prada_distances.values())
 
     def _check(self, stream: _Stream, key_id: str, model: str) -> list[Alert]:
         cfg = self.config
@@ -610,7 +555,7 @@ class ExtractionMonitor:
             return "none"
         with stream.lock:
             actions = [a.action for a in stream.alerted.values()]
-        return max(actions, key=ACTIONS.index, default="none")
+        return Restriction.strictest(actions).value
 
     def state(self, key_id: str, model: str) -> dict[str, Any]:
         """Current statistics of one stream, for metrics and the audit log.
@@ -647,7 +592,7 @@ class ExtractionMonitor:
                 "prada_w": stream.prada_w,
                 "coverage_buckets": len(stream.buckets),
                 "alerts": sorted(stream.alerted),
-                "action": max(actions, key=ACTIONS.index, default="none"),
+                "action": Restriction.strictest(actions).value,
             }
 
     def __len__(self) -> int:

@@ -20,6 +20,7 @@ from mlwarden.attacks.extraction import (
 )
 from mlwarden.data.builtin import load_builtin
 from mlwarden.errors import AttackError
+from mlwarden.models.output_policy import OutputPolicy
 from mlwarden.models.zoo import load_zoo_model
 
 FAST = {"epochs": 5, "min_steps": 150}
@@ -66,13 +67,10 @@ def test_gateway_outputs_parse_to_the_simulated_policy(
     mode: str, decimals: int, top_k: int, local: tuple[str, int, int]
 ) -> None:
     """The gateway's own policy code, parsed back, equals the local simulation of that policy."""
-    from mlwarden.serve.config import OutputPolicy
-    from mlwarden.serve.policy import apply_policy
-
     probs = torch.softmax(torch.randn(20, 10, generator=torch.Generator().manual_seed(0)), 1)
     probs_np = probs.numpy().astype(np.float64)
     outputs = json.loads(
-        json.dumps(apply_policy(probs_np, OutputPolicy(mode=mode, decimals=decimals, top_k=top_k)))
+        json.dumps(OutputPolicy(mode=mode, decimals=decimals, top_k=top_k).apply(probs_np))
     )
     parsed, hard = targets_from_response(outputs, 20, 10)
     expected, expected_hard = apply_output_policy(
@@ -83,6 +81,26 @@ def test_gateway_outputs_parse_to_the_simulated_policy(
     )
     assert hard == expected_hard
     np.testing.assert_allclose(parsed, expected, atol=1e-6)
+
+
+def test_policy_names_are_the_one_output_policy_with_rounded_an_alias() -> None:
+    from mlwarden.attacks.extraction.local_victim import output_policy_named
+
+    assert output_policy_named("probabilities") == OutputPolicy("probabilities", decimals=None)
+    assert output_policy_named("rounded", decimals=1) == OutputPolicy("probabilities", decimals=1)
+    assert output_policy_named("top_k", k=3) == OutputPolicy("top_k", decimals=None, top_k=3)
+    assert output_policy_named("label") == OutputPolicy("label")
+
+
+def test_local_victim_given_a_gateway_policy_answers_what_the_gateway_would(victim_model) -> None:  # type: ignore[no-untyped-def]
+    """A served policy (top 3, 1 decimal) simulated locally: the targets an HTTP client reads."""
+    served = OutputPolicy(mode="top_k", top_k=3, decimals=1)
+    x = np.random.default_rng(0).uniform(size=(16, 1, 8, 8)).astype(np.float32)
+    answer = LocalVictim(victim_model, policy=served).query(x)
+    outputs = json.loads(json.dumps(served.apply(victim_model.predict_proba(x))))
+    expected, hard = targets_from_response(outputs, 16, 10)
+    np.testing.assert_array_equal(answer.targets, expected)
+    assert answer.hard == hard
 
 
 # ----------------------------------------------------------------------------- local victims
@@ -189,8 +207,6 @@ class GatewayStub:
         block_after: int | None = None,
         max_batch: int = 64,
     ) -> None:
-        from mlwarden.serve.config import OutputPolicy
-
         self.model = model
         self.policy = OutputPolicy(mode=mode, decimals=2)
         self.quota = quota
@@ -203,8 +219,6 @@ class GatewayStub:
         self.seen_headers: list[dict[str, str]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        from mlwarden.serve.policy import apply_policy
-
         self.seen_headers.append(dict(request.headers))
         if request.headers.get("authorization") != f"Bearer {SECRET}":
             return httpx.Response(401, json={"detail": "missing or invalid API key"})
@@ -232,7 +246,7 @@ class GatewayStub:
             return httpx.Response(413, json={"detail": "batch too large"})
         self.answered += len(inputs)
         self.answered_requests += 1
-        outputs = apply_policy(self.model.predict_proba(inputs), self.policy)
+        outputs = self.policy.apply(self.model.predict_proba(inputs))
         return httpx.Response(
             200, json={"model": "digits", "outputs": outputs, "policy": "x", "alerts": []}
         )

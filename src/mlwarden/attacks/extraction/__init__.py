@@ -1,7 +1,13 @@
-"""Model-extraction attacks: steal a model's function through its prediction API."""
+"""Model-extraction attacks: steal a model's function through its prediction API.
+
+:mod:`~mlwarden.attacks.extraction.knockoff` (the attack), :mod:`~.victim` (the victim interface
+and reading answers into targets), :mod:`~.local_victim` (a local model behind a simulated output
+policy, :mod:`mlwarden.models.output_policy`), :mod:`~.http_victim` (a prediction API over HTTP).
+"""
 
 from __future__ import annotations
 
+from mlwarden.attacks.extraction.http_victim import HttpVictim
 from mlwarden.attacks.extraction.knockoff import (
     DEFAULT_CHECKPOINTS,
     BudgetPoint,
@@ -9,14 +15,15 @@ from mlwarden.attacks.extraction.knockoff import (
     KnockoffExtraction,
     surrogate_for,
 )
-from mlwarden.attacks.extraction.victim import (
+from mlwarden.attacks.extraction.local_victim import (
     OUTPUT_POLICIES,
-    Answer,
-    HttpVictim,
     LocalVictim,
+    apply_output_policy,
+)
+from mlwarden.attacks.extraction.victim import (
+    Answer,
     QueryRefused,
     Victim,
-    apply_output_policy,
     targets_from_response,
 )
 

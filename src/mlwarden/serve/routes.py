@@ -1,0 +1,365 @@
+"""The gateway's routes: health, metrics, model listing and description, and prediction.
+
+Request path of ``POST /v1/models/{name}/predict`` (each step can end the request; every request
+ends in the audit log, whatever its outcome, see :mod:`~mlwarden.serve.middleware`)::
+
+    authenticate key (401) -> model name pattern / known (404) -> role grant (403)
+    -> key restriction "block" (403) -> rate limit per request (429, Retry-After)
+    -> body size, streamed (413) -> JSON + shape/dtype/range/batch (422)
+    -> daily quota, one query per input (429, Retry-After) -> detectors (422 / flag)
+    -> model -> extraction monitor (alerts; throttle / label_only / block the key)
+    -> output policy -> audit entry committed -> response sent
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from mlwarden.models.output_policy import OutputPolicy
+from mlwarden.serve.config import MODEL_NAME_PATTERN
+from mlwarden.serve.gateway import Gateway
+from mlwarden.serve.keys import AuthFailure, KeyRecord
+from mlwarden.serve.loading import ServedModel
+from mlwarden.serve.metrics import CONTENT_TYPE_LATEST
+from mlwarden.serve.middleware import RequestContext, request_context
+from mlwarden.serve.restriction import LADDER, Restriction
+from mlwarden.serve.validation import InvalidInput, PayloadTooLarge, parse_inputs, read_body
+from mlwarden.serve.webhook import post_alerts
+
+__all__ = ["Problem", "add_routes"]
+
+_ID_PROBES = frozenset({"unknown_key", "wrong_secret"})
+
+
+class Problem(Exception):
+    """An HTTP error the gateway answers with ``{"error": reason, "detail": message}``."""
+
+    def __init__(
+        self, status: int, reason: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def _problem_response(problem: Problem) -> JSONResponse:
+    return JSONResponse(
+        {"error": problem.reason, "detail": problem.detail},
+        status_code=problem.status,
+        headers=problem.headers,
+    )
+
+
+def _alert_dict(alert: Any) -> dict[str, Any]:
+    if isinstance(alert, dict):
+        data = dict(alert)
+    elif hasattr(alert, "to_dict"):
+        data = dict(alert.to_dict())
+    elif dataclasses.is_dataclass(alert) and not isinstance(alert, type):
+        data = dataclasses.asdict(alert)
+    else:
+        data = {
+            k: getattr(alert, k, None)
+            for k in ("kind", "key_id", "model", "score", "threshold", "message")
+        }
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, (np.floating, np.integer)):
+            value = value.item()
+        if isinstance(value, float) and not np.isfinite(value):
+            value = None
+        out[str(key)] = (
+            value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+        )
+    return out
+
+
+def add_routes(app: FastAPI, gateway: Gateway) -> None:
+    """Register the gateway's routes and its :class:`Problem` handler on ``app``."""
+    config = gateway.config
+
+    @app.exception_handler(Problem)
+    async def _on_problem(request: Request, exc: Problem) -> JSONResponse:
+        ctx = request_context(request)
+        ctx.reason = ctx.reason or exc.reason
+        return _problem_response(exc)
+
+    def authenticate(request: Request) -> KeyRecord:
+        ctx = request_context(request)
+        presented = None
+        auth = request.headers.get("authorization")
+        if auth is not None:
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer":
+                ctx.reason = "bad_auth_scheme"
+                raise Problem(
+                    401,
+                    "bad_auth_scheme",
+                    "use Authorization: Bearer <key>",
+                    {"WWW-Authenticate": "Bearer"},
+                )
+            presented = token.strip()
+        else:
+            presented = request.headers.get("x-api-key")
+        try:
+            record = gateway.keys.authenticate(presented)
+        except AuthFailure as failure:
+            ctx.key_id = failure.key_id
+            ctx.reason = failure.reason  # the audit log and metrics keep the exact reason
+            # an unknown id and a wrong secret answer alike, so callers cannot probe which key
+            # ids exist; revoked/expired are told only to whoever holds the right secret
+            public = "invalid_key" if failure.reason in _ID_PROBES else failure.reason
+            raise Problem(
+                401, public, "a valid API key is required", {"WWW-Authenticate": "Bearer"}
+            ) from None
+        ctx.key_id = record.key_id
+        return record
+
+    def resolve(name: str, request: Request) -> ServedModel:
+        ctx = request_context(request)
+        if not MODEL_NAME_PATTERN.fullmatch(name):
+            ctx.model = "<invalid>"
+            ctx.reason = "bad_model_name"
+            raise Problem(404, "unknown_model", "no such model")
+        ctx.model = name
+        served = gateway.models.get(name)
+        if served is None:
+            ctx.reason = "unknown_model"
+            raise Problem(404, "unknown_model", f"no model named {name!r}")
+        return served
+
+    def authorize(record: KeyRecord, model: str, action: str, request: Request) -> None:
+        if not gateway.authz.allowed(record.role, model, action):
+            request_context(request).reason = "forbidden"
+            raise Problem(403, "forbidden", f"this key may not {action} on model {model!r}")
+
+    predict_body = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "inputs": {
+                            "type": "array",
+                            "minItems": 1,
+                            "description": "Samples, each nested to the model's input shape "
+                            "(see GET /v1/models/{name} for the exact schema).",
+                            "items": {"type": "array"},
+                        }
+                    },
+                }
+            }
+        },
+    }
+
+    def limit_requests(record: KeyRecord, request: Request) -> None:
+        """Apply the key's request rate limits to an endpoint that queries no model."""
+        limit = gateway.limits.hit(record.key_id, "-")
+        if not limit.allowed:
+            request_context(request).reason = limit.reason
+            raise Problem(
+                429,
+                limit.reason,
+                f"{limit.reason.replace('_', ' ')} exceeded; retry in {limit.retry_after_s} s",
+                {"Retry-After": str(limit.retry_after_s)},
+            )
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers. (Not audited.)"""
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    def metrics(request: Request) -> Response:
+        """Prometheus metrics; needs a key whose role grants ``metrics`` unless configured public."""
+        ctx = request_context(request)
+        ctx.action = "metrics"
+        if not config.metrics_public:
+            record = authenticate(request)
+            limit_requests(record, request)
+            if not gateway.authz.has_anywhere(record.role, "metrics"):
+                ctx.reason = "forbidden"
+                raise Problem(403, "forbidden", "this key's role does not grant metrics")
+        return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models", tags=["models"])
+    def list_models(request: Request) -> dict[str, Any]:
+        """The models this key may use."""
+        request_context(request).action = "list"
+        record = authenticate(request)
+        limit_requests(record, request)
+        return {"models": gateway.authz.visible_models(record.role)}
+
+    @app.get("/v1/models/{name}", tags=["models"])
+    def describe_model(name: str, request: Request) -> dict[str, Any]:
+        """A model's input schema, output policy for this key, and the actions granted."""
+        request_context(request).action = "describe"
+        record = authenticate(request)
+        limit_requests(record, request)
+        served = resolve(name, request)
+        actions = [
+            a
+            for a in ("predict", "explain", "admin")
+            if gateway.authz.allowed(record.role, name, a)
+        ]
+        if not actions:
+            request_context(request).reason = "forbidden"
+            raise Problem(403, "forbidden", f"this key has no access to model {name!r}")
+        clf = served.classifier
+        return {
+            "name": name,
+            "input_shape": list(clf.input_shape),
+            "n_classes": clf.n_classes,
+            "clip_range": list(clf.clip_range),
+            "max_batch": served.config.max_batch,
+            "actions": actions,
+            "output_policy": _policy(served, record).describe(),
+            "input_schema": served.schema(),
+            "quota_remaining": gateway.limits.remaining_quota(record.key_id, name),
+        }
+
+    def _policy(served: ServedModel, record: KeyRecord) -> OutputPolicy:
+        policy = served.config.output.stricter(
+            gateway.authz.output_override(record.role, served.name)
+        )
+        if record.restriction == "label_only":
+            policy = policy.stricter(OutputPolicy(mode="label"))
+        return policy
+
+    @app.post(
+        "/v1/models/{name}/predict",
+        tags=["models"],
+        openapi_extra={"requestBody": predict_body},
+        responses={401: {}, 403: {}, 404: {}, 413: {}, 422: {}, 429: {}},
+    )
+    async def predict(name: str, request: Request) -> JSONResponse:
+        """Predict a batch; the output is shaped by the model's and the role's output policy."""
+        ctx = request_context(request)
+        ctx.action = "predict"
+        record = authenticate(request)
+        served = resolve(name, request)
+        authorize(record, name, "predict", request)
+        if record.restriction == "block":
+            ctx.reason = "key_blocked"
+            raise Problem(403, "key_blocked", "this key is blocked (extraction monitor)")
+        limit = gateway.limits.hit(record.key_id, name, throttled=record.restriction == "throttle")
+        if not limit.allowed:
+            ctx.reason = limit.reason
+            raise Problem(
+                429,
+                limit.reason,
+                f"{limit.reason.replace('_', ' ')} exceeded; retry in {limit.retry_after_s} s",
+                {"Retry-After": str(limit.retry_after_s)},
+            )
+        try:
+            body = await read_body(
+                request.headers.get("content-length"), request.stream(), config.max_body_bytes
+            )
+            x = parse_inputs(
+                body,
+                input_shape=served.classifier.input_shape,
+                clip_range=served.classifier.clip_range,
+                max_batch=served.config.max_batch,
+            )
+        except PayloadTooLarge as exc:
+            ctx.reason = "too_large"
+            raise Problem(413, "too_large", str(exc)) from None
+        except ClientDisconnect:
+            ctx.reason = "client_disconnect"  # nobody is left to answer; the entry says why
+            raise Problem(400, "client_disconnect", "the client closed the connection") from None
+        except InvalidInput as exc:
+            ctx.reason = exc.reason
+            raise Problem(422, exc.reason, str(exc)) from None
+        quota = gateway.limits.charge_quota(record.key_id, name, len(x))
+        if not quota.allowed:
+            ctx.reason = quota.reason
+            raise Problem(
+                429,
+                quota.reason,
+                f"daily query quota exceeded ({len(x)} queries asked); retry in "
+                f"{quota.retry_after_s} s",
+                {"Retry-After": str(quota.retry_after_s)},
+            )
+
+        def infer() -> dict[str, Any]:
+            """Detectors, model, monitor and output policy: blocking work, run off the loop."""
+            for detector, action in served.detectors:
+                flagged = np.asarray(detector.predict(x), dtype=bool)
+                if flagged.any():
+                    alert = {
+                        "kind": f"detector:{detector.name}",
+                        "key_id": record.key_id,
+                        "model": name,
+                        "score": float(flagged.mean()),
+                        "threshold": float(detector.threshold_),
+                        "message": f"{int(flagged.sum())} of {len(x)} input(s) flagged",
+                    }
+                    ctx.alerts.append(alert)
+                    gateway.metrics.alerts.labels(alert["kind"]).inc()
+                    if action == "reject":
+                        ctx.reason = "detector"
+                        raise Problem(422, "detector", "input(s) rejected by an input detector")
+            probs = served.classifier.predict_proba(x)
+            if gateway.monitor is not None:
+                _run_monitor(record, name, x, probs, ctx)
+            policy = _policy(served, record)
+            # imposed by this very request's alerts
+            if Restriction.parse(ctx.restriction) >= Restriction.LABEL_ONLY:
+                policy = policy.stricter(OutputPolicy(mode="label"))
+            content: dict[str, Any] = {
+                "model": name,
+                "outputs": policy.apply(probs),
+                "policy": policy.describe(),
+                "alerts": ctx.alerts if config.monitor.expose_alerts else [],
+            }
+            return content
+
+        def timed_infer() -> dict[str, Any]:
+            started = time.perf_counter()
+            try:
+                return infer()
+            finally:
+                served.record_work(time.perf_counter() - started)
+
+        # a slow batch of one key must not stall the event loop that serves every other key
+        # (and the audit commits): model work runs in the threadpool unless it is measured
+        # to be cheaper than the thread hop itself (small batches of a sub-millisecond model)
+        if served.runs_inline(len(x)):
+            content = timed_infer()
+        else:
+            content = await run_in_threadpool(timed_infer)
+        return JSONResponse(content)
+
+    def _run_monitor(
+        record: KeyRecord, name: str, x: np.ndarray, probs: np.ndarray, ctx: RequestContext
+    ) -> None:
+        assert gateway.monitor is not None
+        raised = [_alert_dict(a) for a in gateway.monitor.observe(record.key_id, name, x, probs)]
+        if not raised:
+            return
+        ctx.alerts.extend(raised)
+        for alert in raised:
+            gateway.metrics.alerts.labels(str(alert.get("kind", "unknown"))[:64]).inc()
+        if config.monitor.action == "per_alert":
+            wanted = [str(a.get("action") or "none") for a in raised]
+            action = Restriction.strictest(w for w in wanted if w in LADDER).value
+        else:
+            action = config.monitor.action
+        if action != "none" and record.restriction != action:
+            gateway.keys.restrict(record.key_id, action)
+            ctx.restriction = action
+        if config.monitor.webhook_url:
+            post_alerts(config.monitor.webhook_url, raised)
