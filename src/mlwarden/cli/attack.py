@@ -1,6 +1,7 @@
 """``mlwarden attack``: run one attack on its own and write its JSON result and figure.
 
-Privacy attacks live here (``membership``, ``invert``, ``audit``); other attack families add
+Privacy attacks live here (``membership``, ``invert``, ``dp-audit``, still answering to the
+hidden alias ``audit`` for one release); other attack families add
 their commands to the same :data:`app`.
 """
 
@@ -198,8 +199,8 @@ def _architecture(arch: str, input_shape: tuple[int, ...], n_classes: int) -> Ca
     raise ConfigError(f"--arch must be one of {', '.join(_ARCHES)}, got {arch!r}")
 
 
-@app.command("audit")
-def audit(
+@app.command("dp-audit")
+def dp_audit(
     data: str = typer.Option(
         ..., "--data", "-d", help="Training data: builtin:NAME (train split), .npz or .csv."
     ),
@@ -300,6 +301,10 @@ def audit(
     }
     path = _write_json(out, "audit.json", payload)
     console.print(f"wrote [bold]{path}[/]")
+
+
+# ``attack audit`` was this command's name; kept, hidden, for one release (issue 11)
+app.command("audit", hidden=True)(dp_audit)
 
 
 # model extraction (issue 7): the command lives in mlwarden.cli.extract
