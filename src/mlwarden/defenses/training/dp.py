@@ -200,8 +200,9 @@ class PrivateTraining:
 
         Call it when training is over; the privatised objects are not usable afterwards.
         """
-        if hasattr(self.module, "to_standard_module"):
-            self.module.to_standard_module()  # removes Opacus's hooks and grad_sample fields
+        release = getattr(self.module, "to_standard_module", None)
+        if callable(release):
+            release()  # removes Opacus's hooks and grad_sample fields
         self.original_module.eval()
         for parameter in self.original_module.parameters():
             parameter.grad = None
