@@ -1,7 +1,7 @@
 """DP-SGD cost: one DP-SGD epoch ÷ one non-private epoch on the digits CNN (issue 4).
 
 Figures, all measured in this run on ``builtin:digits`` (1,257 training samples) with
-mlwarden's DP digits CNN (:func:`mlwarden.defenses.training.dp.digits_dp_cnn`: two 3x3
+mlwarden's DP digits CNN (:func:`mlwarden.models.zoo.digits_dp_cnn`: two 3x3
 convolutions with GroupNorm and tanh, one linear layer):
 
 * ``opacus_default`` = Opacus with its default per-sample gradient engine
@@ -50,7 +50,8 @@ from torch import nn
 from mlwarden import __version__
 from mlwarden._io import atomic_write_text
 from mlwarden.data import load_builtin
-from mlwarden.defenses.training.dp import DEFAULT_BATCH_SIZE, digits_dp_cnn
+from mlwarden.defenses.training.dp import DEFAULT_BATCH_SIZE
+from mlwarden.models.zoo import digits_dp_cnn
 
 SEED = 0
 NOISE_MULTIPLIER = 1.0  # the noise level does not change the cost of a step

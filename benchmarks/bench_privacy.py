@@ -38,7 +38,7 @@ from torch import nn
 from mlwarden import __version__
 from mlwarden._io import atomic_write_text
 from mlwarden.attacks.privacy import LiRA, LossThresholdAttack, MIFace, run_audit
-from mlwarden.attacks.privacy.audit import roc_epsilon_bound
+from mlwarden.attacks.privacy.dp_audit import roc_epsilon_bound
 from mlwarden.data import Dataset, load_builtin
 from mlwarden.models import TorchClassifier
 from mlwarden.models.zoo import fit_torch

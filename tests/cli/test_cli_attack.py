@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 DIGITS = ("--model", "zoo:digits-cnn", "--data", "builtin:digits")
@@ -34,12 +35,14 @@ def test_attack_invert_writes_reconstructions(run_cli: Callable[..., Any], tmp_p
     assert (tmp_path / "inversion.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_attack_audit_runs_a_small_non_private_audit(
-    run_cli: Callable[..., Any], tmp_path: Path
+@pytest.mark.parametrize("command", ["dp-audit", "audit"])
+def test_attack_dp_audit_runs_a_small_non_private_audit_under_both_names(
+    command: str, run_cli: Callable[..., Any], tmp_path: Path
 ) -> None:
+    # "audit" is the command's old name, kept as a hidden alias for one release
     result = run_cli(
         "attack",
-        "audit",
+        command,
         "--data",
         "builtin:digits",
         "--canaries",
@@ -58,11 +61,21 @@ def test_attack_audit_runs_a_small_non_private_audit(
     assert doc["private"] is False and doc["epsilon_lb"] >= 0 and doc["n_canaries"] == 40
 
 
-def test_attack_audit_refuses_an_unknown_architecture(
+def test_attack_help_lists_dp_audit_and_hides_the_old_audit_alias(
+    run_cli: Callable[..., Any],
+) -> None:
+    result = run_cli("attack", "--help")
+    assert result.code == 0, result.err
+    commands = [line.strip(" │|").split(" ")[0] for line in result.out.splitlines()]
+    assert "dp-audit" in commands and "membership" in commands
+    assert "audit" not in commands
+
+
+def test_attack_dp_audit_refuses_an_unknown_architecture(
     run_cli: Callable[..., Any], tmp_path: Path
 ) -> None:
     result = run_cli(
-        "attack", "audit", "--data", "builtin:digits", "--arch", "resnet", "--out", str(tmp_path)
+        "attack", "dp-audit", "--data", "builtin:digits", "--arch", "resnet", "--out", str(tmp_path)
     )
     assert result.code == 2 and "--arch" in result.err
 

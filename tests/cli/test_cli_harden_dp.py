@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,6 +49,22 @@ def test_harden_dp_writes_a_model_with_its_privacy_record(
     assert record.epsilon == 3.0 and record.delta == 1e-5 and record.accountant == "rdp"
     assert record.steps == 2 * 4 and record.epsilon_spent <= 3.0
     assert len(record.dataset_sha256) == 64
+    assert record.secure_mode is False and "not cryptographically secure" in text
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torchcsprng") is not None, reason="torchcsprng is installed"
+)
+def test_secure_mode_without_torchcsprng_exits_2_naming_it(
+    run_cli: Callable[..., object], tmp_path: Path
+) -> None:
+    out = tmp_path / "m.pt2"
+    result = run_cli(
+        "harden", "dp", *MLP, "--epsilon", "2", "--delta", "1e-5", "--epochs", "1",
+        "--secure-mode", "--out", out,
+    )  # fmt: skip
+    assert result.code == EXIT_USAGE  # type: ignore[attr-defined]
+    assert "torchcsprng" in result.err and not out.exists()  # type: ignore[attr-defined]
 
 
 def _exported(tmp: Path) -> str:

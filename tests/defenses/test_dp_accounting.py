@@ -15,7 +15,7 @@ from dp_accounting.pld import PLDAccountant
 from dp_accounting.rdp import RdpAccountant
 from opacus.accountants import RDPAccountant
 
-from mlwarden.defenses.training.dp import (
+from mlwarden.defenses.training.dp_accounting import (
     accountant_epsilons,
     epsilon_spent,
     noise_multiplier_for,

@@ -1,34 +1,40 @@
-"""DP-SGD training through Opacus: clipping, calibration, determinism, conversion, saving, utility.
+"""DP-SGD training through Opacus: clipping, noise, calibration, determinism, conversion, saving,
+utility.
 
 Every check uses tiny synthetic data or a digits subset, except the utility proof (marked slow),
 which trains the DP digits CNN on the whole digits train split at ε = 5, δ = 1e-5.
+
+Runs here use seeded noise (``secure_mode=False``), which warns with ``SecurityWarning``;
+:func:`test_insecure_noise_is_announced_with_a_security_warning` checks that warning, the other
+tests ignore it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from scipy.stats import kstest
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from mlwarden.data import Dataset, DatasetSplits
-from mlwarden.defenses.training import dp as dp_module
-from mlwarden.defenses.training.dp import (
-    PrivacyRecord,
-    digits_dp_cnn,
-    make_dp_compatible,
-    noise_multiplier_for,
-    train_dp,
-)
+from mlwarden.defenses.training import PrivacyRecord, PrivateTraining, make_private, train_dp
+from mlwarden.defenses.training.dp_accounting import noise_multiplier_for
+from mlwarden.defenses.training.dp_compat import make_dp_compatible
 from mlwarden.defenses.training.dp_harden import dp_architecture, harden_dp, read_privacy_record
-from mlwarden.errors import ConfigError, ModelError
+from mlwarden.errors import ConfigError, ModelError, SecurityWarning
 from mlwarden.models import load_model
 from mlwarden.models.base import Classifier
-from mlwarden.models.zoo import digits_cnn, save_torch_model
+from mlwarden.models.zoo import digits_cnn, digits_dp_cnn, save_torch_model
 
 DELTA = 1e-5
+HAS_TORCHCSPRNG = importlib.util.find_spec("torchcsprng") is not None
+
+pytestmark = pytest.mark.filterwarnings("ignore::mlwarden.errors.SecurityWarning")
 
 
 def _blobs(n: int = 120, features: int = 6, classes: int = 3, seed: int = 0) -> Dataset:
@@ -44,17 +50,22 @@ def _mlp(seed: int = 0, features: int = 6, classes: int = 3) -> nn.Module:
     return nn.Sequential(nn.Linear(features, 8), nn.Tanh(), nn.Linear(8, classes))
 
 
+def _private_step(private: PrivateTraining) -> int:
+    """One pass over the private loader (one optimizer step per batch); returns the steps."""
+    steps = 0
+    for xb, yb in private.data_loader:
+        private.optimizer.zero_grad(set_to_none=True)
+        private.criterion(private.module(xb), yb).backward()
+        private.optimizer.step()
+        steps += 1
+    return steps
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 @pytest.mark.parametrize("mode", ["hooks", "ghost", "functorch"])
-def test_update_is_the_mean_of_independently_clipped_per_sample_gradients(
-    mode: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_update_is_the_mean_of_independently_clipped_per_sample_gradients(mode: str) -> None:
     # With no noise, q = 1 (every sample in the one batch) and plain SGD at lr = 1, one DP-SGD
     # step must move the weights by exactly minus the mean of the clipped per-sample gradients.
-    monkeypatch.setattr(dp_module, "noise_multiplier_for", lambda **_: 0.0)
-    monkeypatch.setattr(dp_module, "epsilon_spent", lambda **_: float("inf"))
-    monkeypatch.setattr(
-        dp_module, "accountant_epsilons", lambda **_: {"rdp": float("inf"), "prv": float("inf")}
-    )
     data = _blobs(n=40)
     clip = 2.0
     module = _mlp()
@@ -73,20 +84,19 @@ def test_update_is_the_mean_of_independently_clipped_per_sample_gradients(
         for acc, g in zip(expected, grads, strict=True):
             acc += factor * g / len(x)
     assert max(norms) > clip > min(norms)  # the check exercises clipped and unclipped samples
-    result = train_dp(
+    private = make_private(
         module,
-        data,
-        epsilon=1.0,
-        delta=DELTA,
-        epochs=1,
+        torch.optim.SGD(module.parameters(), lr=1.0),
+        DataLoader(TensorDataset(x, y), batch_size=len(x)),
         max_grad_norm=clip,
-        batch_size=len(data),
-        lr=1.0,
-        momentum=0.0,
+        target_delta=DELTA,
+        noise_multiplier=0.0,
         grad_sample_mode=mode,
     )
-    assert result.record.steps == 1
-    for p0, p1, g in zip(before, result.module.parameters(), expected, strict=True):
+    assert _private_step(private) == 1 == private.steps
+    trained = private.to_standard_module()
+    assert trained is module and not hasattr(next(trained.parameters()), "grad_sample")
+    for p0, p1, g in zip(before, trained.parameters(), expected, strict=True):
         torch.testing.assert_close(p0 - p1.detach(), g, rtol=1e-4, atol=1e-6)
 
 
@@ -172,8 +182,50 @@ def test_same_seed_same_model_other_seed_other_model() -> None:
     assert not torch.equal(first, weights(1))
 
 
-def test_empty_poisson_batches_still_take_a_noisy_step() -> None:
-    # q = 1/40 and 40 steps: about a third of the Poisson batches are empty.
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+def test_every_step_adds_gaussian_noise_of_std_sigma_times_c_even_on_empty_batches() -> None:
+    # Zero inputs and no bias: every per-sample gradient is exactly 0, so the privatised
+    # gradient is the noise alone, N(0, (σ·C)²) per coordinate, divided by the expected batch
+    # size q·n = 1. q = 1/40 over 120 steps: about a third of the Poisson batches are empty,
+    # and they must be noisy steps too.
+    sigma, clip, n = 1.5, 0.5, 40
+    labels = torch.randint(0, 5, (n,), generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        TensorDataset(torch.zeros(n, 20), labels),
+        batch_size=1,
+        generator=torch.Generator().manual_seed(0),
+    )
+    module = nn.Linear(20, 5, bias=False)
+    private = make_private(
+        module,
+        torch.optim.SGD(module.parameters(), lr=0.0),
+        loader,
+        max_grad_norm=clip,
+        target_delta=DELTA,
+        noise_multiplier=sigma,
+        noise_generator=torch.Generator().manual_seed(1),
+    )
+    noise, empty_noise = [], []
+    for _ in range(3):
+        for xb, yb in private.data_loader:
+            private.optimizer.zero_grad(set_to_none=True)
+            private.criterion(private.module(xb), yb).backward()
+            private.optimizer.step()
+            step_noise = module.weight.grad.detach().flatten() * (private.sample_rate * n)  # type: ignore[union-attr]
+            (empty_noise if len(yb) == 0 else noise).append(step_noise)
+    assert private.steps == 120 and len(empty_noise) > 20
+    for draws in (torch.cat(noise).numpy(), torch.cat(empty_noise).numpy()):
+        standardised = draws / (sigma * clip)
+        # 4000+ draws: the std's standard error is about 1.1%, so 5% fails a missing noise
+        # (0), a noise of σ instead of σ·C (2x) or a σ off by 10% alike
+        assert float(np.std(standardised)) == pytest.approx(1.0, rel=0.05)
+        assert abs(float(np.mean(standardised))) < 0.1
+        assert kstest(standardised, "norm").pvalue > 1e-3  # Gaussian at that scale
+
+
+def test_empty_poisson_batches_are_counted_as_noisy_steps() -> None:
+    # q = 1/40 and 40 steps: about a third of the Poisson batches are empty, yet every one is
+    # a step the accountant charges (the noise they add is checked above).
     result = train_dp(
         _mlp(), _blobs(n=40), epsilon=8.0, delta=DELTA, epochs=1, max_grad_norm=1.0, batch_size=1
     )
@@ -299,3 +351,129 @@ def test_zoo_architectures_are_fresh_and_seeded() -> None:
     assert name == "digits-cnn" and type(first) is type(digits_cnn())
     for a, b in zip(first.parameters(), again.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+def test_make_private_calibrates_sigma_to_the_target_and_records_the_run() -> None:
+    data = _blobs(n=200)
+    module = _mlp()
+    loader = DataLoader(
+        TensorDataset(torch.from_numpy(data.x), torch.from_numpy(data.y)), batch_size=50
+    )
+    private = make_private(
+        module,
+        torch.optim.SGD(module.parameters(), lr=0.1),
+        loader,
+        max_grad_norm=1.0,
+        target_delta=DELTA,
+        target_epsilon=2.0,
+        epochs=3,
+        noise_generator=torch.Generator().manual_seed(0),
+    )
+    assert private.sample_rate == pytest.approx(0.25) and private.steps == 0
+    assert private.noise_multiplier == pytest.approx(
+        noise_multiplier_for(epsilon=2.0, delta=DELTA, sample_rate=0.25, steps=12)
+    )
+    assert private.accountant.mechanism() == "rdp" and private.epsilon() == 0.0
+    for _ in range(3):
+        _private_step(private)
+    record = private.record(epochs=3, dataset_sha256=data.digest())
+    assert record.steps == private.steps == 12
+    assert 2.0 - 0.05 <= record.epsilon_spent == private.epsilon() <= 2.0 == record.epsilon
+    assert record.batch_size == 50 and record.n_samples == 200 and record.secure_mode is False
+
+
+def test_make_private_takes_either_a_noise_multiplier_or_a_target_epsilon() -> None:
+    module = _mlp()
+    loader = DataLoader(TensorDataset(torch.zeros(10, 6), torch.zeros(10, dtype=torch.long)))
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    common = {"max_grad_norm": 1.0, "target_delta": 1e-3}
+    with pytest.raises(ConfigError, match="not both"):
+        make_private(module, optimizer, loader, noise_multiplier=1.0, target_epsilon=1.0, **common)
+    with pytest.raises(ConfigError, match="not neither"):
+        make_private(module, optimizer, loader, **common)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="needs epochs"):
+        make_private(module, optimizer, loader, target_epsilon=1.0, **common)
+
+
+def test_make_private_refuses_batchnorm_and_points_to_make_dp_compatible() -> None:
+    module = nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4), nn.Linear(4, 3))
+    loader = DataLoader(TensorDataset(torch.zeros(10, 6), torch.zeros(10, dtype=torch.long)))
+    with pytest.raises(ModelError, match=r"layer '1'.*make_dp_compatible"):
+        make_private(
+            module,
+            torch.optim.SGD(module.parameters(), lr=0.1),
+            loader,
+            max_grad_norm=1.0,
+            target_delta=1e-3,
+            noise_multiplier=1.0,
+        )
+
+
+def _tiny_private(**kwargs: object) -> PrivateTraining:
+    module = _mlp()
+    loader = DataLoader(TensorDataset(torch.zeros(10, 6), torch.zeros(10, dtype=torch.long)))
+    return make_private(
+        module,
+        torch.optim.SGD(module.parameters(), lr=0.1),
+        loader,
+        max_grad_norm=1.0,
+        target_delta=1e-3,
+        noise_multiplier=1.0,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.filterwarnings("error::mlwarden.errors.SecurityWarning")
+def test_insecure_noise_is_announced_with_a_security_warning() -> None:
+    with pytest.warns(SecurityWarning, match="not cryptographically secure"):
+        _tiny_private()
+    with pytest.warns(SecurityWarning, match="secure_mode=False"):
+        result = train_dp(
+            _mlp(),
+            _blobs(n=40),
+            epsilon=8.0,
+            delta=DELTA,
+            epochs=1,
+            max_grad_norm=1.0,
+            batch_size=10,
+        )
+    assert result.record.secure_mode is False
+
+
+def test_secure_mode_refuses_a_seeded_noise_generator() -> None:
+    with pytest.raises(ConfigError, match="cannot be seeded"):
+        _tiny_private(secure_mode=True, noise_generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.skipif(HAS_TORCHCSPRNG, reason="torchcsprng is installed")
+def test_secure_mode_without_torchcsprng_is_a_config_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match="secure_mode=True needs the torchcsprng package"):
+        _tiny_private(secure_mode=True)
+    with pytest.raises(ConfigError, match="torchcsprng"):
+        train_dp(
+            _mlp(),
+            _blobs(n=40),
+            epsilon=8.0,
+            delta=DELTA,
+            epochs=1,
+            max_grad_norm=1.0,
+            batch_size=10,
+            secure_mode=True,
+        )
+
+
+@pytest.mark.skipif(not HAS_TORCHCSPRNG, reason="secure mode needs torchcsprng")
+@pytest.mark.filterwarnings("error::mlwarden.errors.SecurityWarning")
+def test_secure_mode_trains_without_the_insecure_noise_warning() -> None:  # pragma: no cover
+    result = train_dp(
+        _mlp(),
+        _blobs(n=40),
+        epsilon=8.0,
+        delta=DELTA,
+        epochs=1,
+        max_grad_norm=1.0,
+        batch_size=10,
+        secure_mode=True,
+    )
+    assert result.record.secure_mode is True and result.record.steps > 0

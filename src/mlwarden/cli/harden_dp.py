@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
@@ -15,6 +16,7 @@ from mlwarden.defenses.training.dp import (
     DEFAULT_MAX_GRAD_NORM,
     DPEpoch,
 )
+from mlwarden.errors import SecurityWarning
 
 __all__ = ["dp"]
 
@@ -48,6 +50,12 @@ def dp(
     seed: int = typer.Option(0, "--seed", help="Seed of the weights, Poisson batches and noise."),
     val_data: str | None = typer.Option(None, "--val-data", help="Held-out data for accuracy."),
     label_column: str = typer.Option("label", "--label-column", help="Label column of CSV data."),
+    secure_mode: bool = typer.Option(
+        False,
+        "--secure-mode/--no-secure-mode",
+        help="Opacus's secure mode: cryptographically secure noise (needs torchcsprng; the run "
+        "cannot be reproduced from --seed). Off: seeded noise, not cryptographically secure.",
+    ),
 ) -> None:
     """Train a model with DP-SGD to (ε, δ)-differential privacy and write it with its record."""
     from mlwarden.defenses.training.dp import ACCOUNTANTS
@@ -60,7 +68,15 @@ def dp(
             f"--accountant {accountant!r} is unknown; choose one of: {', '.join(ACCOUNTANTS)}"
         )
     train, val = load_training_data(data, val_spec=val_data, label_column=label_column, seed=seed)
-    with progress() as bar:
+    if not secure_mode:
+        console.print(
+            "[yellow]warning:[/] --no-secure-mode: Opacus's noise comes from PyTorch's seedable "
+            "generator and is not cryptographically secure; use --secure-mode (needs "
+            "torchcsprng) for a model you release",
+            highlight=False,
+        )
+    with progress() as bar, warnings.catch_warnings():
+        warnings.simplefilter("ignore", SecurityWarning)  # printed above as a console line
         task = bar.add_task(f"DP-SGD ε≤{epsilon:g}", total=epochs)
 
         def on_epoch(record: DPEpoch) -> None:
@@ -88,6 +104,7 @@ def dp(
             accountant=accountant,
             seed=seed,
             on_epoch=on_epoch,
+            secure_mode=secure_mode,
         )
     record = result.training.record
     table = Table(title=f"DP-SGD privacy record ({result.metadata['name']})")
@@ -104,6 +121,7 @@ def dp(
         ("clipping norm C", f"{record.max_grad_norm:g}"),
         ("training samples", str(record.n_samples)),
         ("dataset sha256", record.dataset_sha256[:16] + "…"),
+        ("secure mode", "on" if record.secure_mode else "off (noise not cryptographically secure)"),
     ]
     accuracy = result.metadata["training"].get("test_accuracy")
     if accuracy is not None:

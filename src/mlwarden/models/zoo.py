@@ -67,6 +67,27 @@ def digits_cnn() -> nn.Module:
     )
 
 
+def digits_dp_cnn() -> nn.Module:
+    """A DP-friendly CNN for ``1x8x8`` digits: GroupNorm instead of BatchNorm, tanh activations.
+
+    The architecture ``mlwarden harden dp --model zoo:digits-dp-cnn`` trains. Bounded
+    activations keep the gradient norm from exploding when clipped noise is added (Papernot,
+    Thakurta, Song, Chien and Erlingsson, 2021, "Tempered Sigmoid Activations for Deep Learning
+    with Differential Privacy"); GroupNorm normalises per sample, so per-sample gradients exist.
+    """
+    return nn.Sequential(
+        nn.Conv2d(1, 16, kernel_size=3, padding=1),
+        nn.GroupNorm(4, 16),
+        nn.Tanh(),
+        nn.Conv2d(16, 32, kernel_size=3, padding=1),
+        nn.GroupNorm(4, 32),
+        nn.Tanh(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 10),
+    )
+
+
 def breast_cancer_mlp() -> nn.Module:
     """The breast-cancer MLP architecture (30 features -> 2 logits)."""
     return nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 2))

@@ -17,6 +17,7 @@ from torch import nn
 
 from mlwarden.attacks.privacy import LiRA, MembershipResult
 from mlwarden.data import Dataset, load_builtin
+from mlwarden.errors import SecurityWarning
 from mlwarden.models import TorchClassifier
 from mlwarden.models.zoo import fit_torch
 
@@ -24,10 +25,10 @@ DP_EPSILON = 3.0
 DP_DELTA = 1e-5
 OVERFIT_RECIPE = {"epochs": 60, "batch_size": 50, "lr": 3e-3}
 
-# Opacus warns that secure_mode is off (seeded runs need it off) and that RDP's best order is
-# its largest; neither is actionable in a test.
+# mlwarden warns that secure_mode is off (seeded runs need it off; tests/defenses checks that
+# warning) and Opacus that RDP's best order is its largest; neither is actionable here.
 DP_WARNINGS = (
-    "ignore:Secure RNG turned off:UserWarning",
+    "ignore::mlwarden.errors.SecurityWarning",
     "ignore:Optimal order is the largest alpha:UserWarning",
     "ignore:Full backward hook is firing:UserWarning",
 )
@@ -56,7 +57,7 @@ def train_private(data: Dataset, seed: int) -> nn.Module:
 
     torch.manual_seed(seed)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        warnings.simplefilter("ignore", SecurityWarning)  # seeded runs: secure_mode off
         warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         result = train_dp(

@@ -11,7 +11,7 @@ import torch
 from scipy.stats import mannwhitneyu, norm
 
 from mlwarden.attacks.privacy import LiRA, LossThresholdAttack, MembershipResult, roc_curve
-from mlwarden.attacks.privacy.audit import clopper_pearson, roc_epsilon_bound
+from mlwarden.attacks.privacy.dp_audit import clopper_pearson, roc_epsilon_bound
 from mlwarden.attacks.privacy.lira import complementary_keep
 from mlwarden.errors import AttackError
 

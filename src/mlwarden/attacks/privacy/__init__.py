@@ -5,11 +5,11 @@
 * :mod:`~mlwarden.attacks.privacy.lira`: the likelihood-ratio attack with shadow models
   (Carlini et al., 2022);
 * :mod:`~mlwarden.attacks.privacy.inversion`: MI-Face model inversion (Fredrikson et al., 2015);
-* :mod:`~mlwarden.attacks.privacy.audit`: empirical lower bounds on a training run's ε
+* :mod:`~mlwarden.attacks.privacy.dp_audit`: empirical lower bounds on a training run's ε
   (Jagielski et al., 2020; Nasr et al., 2021).
 """
 
-from mlwarden.attacks.privacy.audit import (
+from mlwarden.attacks.privacy.dp_audit import (
     AuditResult,
     audit_from_scores,
     clopper_pearson,

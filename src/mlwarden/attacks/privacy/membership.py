@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn import metrics as sk_metrics
 
 from mlwarden.data.dataset import Dataset
 from mlwarden.errors import AttackError
@@ -69,24 +70,18 @@ def roc_curve(
 
     Returns ``(fpr, tpr, thresholds)``: point ``i`` flags every sample with
     ``score >= thresholds[i]``. The first point is ``(0, 0)`` at threshold ``+inf``; tied scores
-    make one point (the same convention as :func:`sklearn.metrics.roc_curve` with
-    ``drop_intermediate=False``).
+    make one point. This is :func:`sklearn.metrics.roc_curve` with ``drop_intermediate=False``
+    (every distinct threshold is kept, so low-FPR points are never dropped).
     """
     s, m = _check_scores(scores, is_member)
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, m_sorted = s[order], m[order]
-    last_of_tie = np.r_[np.nonzero(np.diff(s_sorted))[0], len(s_sorted) - 1]
-    tp = np.cumsum(m_sorted)[last_of_tie]
-    fp = (last_of_tie + 1) - tp
-    tpr = np.r_[0.0, tp / m.sum()]
-    fpr = np.r_[0.0, fp / (~m).sum()]
-    return fpr, tpr, np.r_[np.inf, s_sorted[last_of_tie]]
+    fpr, tpr, thresholds = sk_metrics.roc_curve(m, s, drop_intermediate=False)
+    return fpr, tpr, thresholds
 
 
 def roc_auc(scores: np.ndarray, is_member: np.ndarray) -> float:
-    """Area under the ROC curve (trapezoidal, so ties count one half)."""
-    fpr, tpr, _ = roc_curve(scores, is_member)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+    """Area under the ROC curve (:func:`sklearn.metrics.roc_auc_score`: ties count one half)."""
+    s, m = _check_scores(scores, is_member)
+    return float(sk_metrics.roc_auc_score(m, s))
 
 
 def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target_fpr: float) -> float:
@@ -147,7 +142,7 @@ class MembershipMetrics:
         s, m = _check_scores(scores, is_member)
         fpr, tpr, _ = roc_curve(s, m)
         return cls(
-            auc=float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0)),
+            auc=float(sk_metrics.roc_auc_score(m, s)),
             balanced_accuracy=balanced_accuracy(fpr, tpr),
             tpr_at_fpr={f: tpr_at_fpr(fpr, tpr, f) for f in REPORTED_FPRS},
             n_members=int(m.sum()),

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import beta, binomtest, norm
+from scipy.stats import binomtest, norm
 
 from mlwarden.errors import ConfigError
 from mlwarden.models.base import Classifier, DifferentiableClassifier
@@ -51,9 +51,12 @@ _BLOCK = 256  # noise samples per seeded block
 def clopper_pearson_lower(successes: Any, trials: Any, alpha: float) -> np.ndarray:
     """One-sided Clopper–Pearson lower confidence bound on a binomial proportion.
 
-    The bound ``p̲`` satisfies ``P(p ≥ p̲) ≥ 1 - α``: it is the ``α`` quantile of
+    The bound ``p̲`` satisfies ``P(p ≥ p̲) ≥ 1 - α``: the ``α`` quantile of
     ``Beta(k, n - k + 1)`` for ``k ≥ 1`` successes in ``n`` trials, and 0 for ``k = 0``
-    (Clopper and Pearson, 1934).
+    (Clopper and Pearson, 1934), as Cohen, Rosenfeld and Kolter (2019) use it. Computed by
+    :func:`scipy.stats.binomtest` (``alternative="greater"``,
+    ``proportion_ci(confidence_level=1 - alpha, method="exact")``); repeated ``(k, n)`` pairs
+    are computed once.
 
     Parameters
     ----------
@@ -68,9 +71,22 @@ def clopper_pearson_lower(successes: Any, trials: Any, alpha: float) -> np.ndarr
     n = np.asarray(trials, dtype=np.float64)
     if np.any(n < 1) or np.any(k < 0) or np.any(k > n):
         raise ConfigError("Clopper–Pearson needs 0 <= successes <= trials and trials >= 1")
-    with np.errstate(invalid="ignore"):
-        bound = beta.ppf(alpha, np.maximum(k, 1.0), n - k + 1.0)
-    return np.where(k > 0, bound, 0.0)
+    k, n = np.broadcast_arrays(k, n)
+    if k.size == 0:
+        return np.zeros(k.shape)
+    pairs, inverse = np.unique(
+        np.stack([k.ravel(), n.ravel()]).astype(np.int64), axis=1, return_inverse=True
+    )
+    bounds = np.array(
+        [
+            binomtest(int(ki), int(ni), alternative="greater")
+            .proportion_ci(confidence_level=1.0 - alpha, method="exact")
+            .low
+            for ki, ni in pairs.T
+        ],
+        dtype=np.float64,
+    )
+    return bounds[inverse.ravel()].reshape(k.shape)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,13 @@
 
 from mlwarden.defenses.training.adversarial import METHODS, AdversarialTrainer
 from mlwarden.defenses.training.base import EpochRecord, RobustTrainer
-from mlwarden.defenses.training.dp import DPTrainingResult, PrivacyRecord, train_dp
+from mlwarden.defenses.training.dp import (
+    DPTrainingResult,
+    PrivacyRecord,
+    PrivateTraining,
+    make_private,
+    train_dp,
+)
 from mlwarden.defenses.training.noise import GaussianNoiseTrainer
 
 __all__ = [
@@ -12,6 +18,8 @@ __all__ = [
     "EpochRecord",
     "GaussianNoiseTrainer",
     "PrivacyRecord",
+    "PrivateTraining",
     "RobustTrainer",
+    "make_private",
     "train_dp",
 ]

@@ -1,31 +1,33 @@
-"""Differentially private training (DP-SGD) through Opacus, with its privacy accounting.
+"""Differentially private training (DP-SGD) through Opacus: privatise your own loop, or train.
 
-:func:`train_dp` trains a PyTorch module with DP-SGD (Abadi et al., 2016, "Deep Learning with
-Differential Privacy"): every step samples a Poisson batch (each sample independently with
-probability ``q``), clips each sample's gradient to L2 norm ``max_grad_norm``, sums, adds
-Gaussian noise of standard deviation ``noise_multiplier * max_grad_norm`` and averages. Opacus
-does all of it (``PrivacyEngine.make_private``); mlwarden chooses the noise multiplier for the
-target (ε, δ) with Opacus's ``get_noise_multiplier`` and the chosen accountant:
+DP-SGD (Abadi et al., 2016, "Deep Learning with Differential Privacy"): every step samples a
+Poisson batch (each sample independently with probability ``q``), clips each sample's gradient to
+L2 norm ``max_grad_norm``, sums, adds Gaussian noise of standard deviation
+``noise_multiplier * max_grad_norm`` and divides by the expected batch size. Opacus does all of
+it; mlwarden adds the checks, the noise calibration and the record.
 
-* ``"rdp"``: Rényi DP of the sampled Gaussian mechanism (Mironov, 2017; Mironov, Talwar and
-  Zhang, 2019), converted to (ε, δ) over Opacus's default orders;
-* ``"prv"``: privacy random variables (Gopi, Lee and Wutschitz, 2021), numerically tight.
-
-Every result carries a :class:`PrivacyRecord`: the budget, the mechanism's parameters, the
-data's digest and the spent ε after each epoch; :func:`accountant_epsilons` reports what both
-accountants say for the same run side by side.
+* :func:`make_private` is Opacus's ``PrivacyEngine.make_private`` for your own ``nn.Module``,
+  optimizer and ``DataLoader``, with the noise either given (``noise_multiplier``) or calibrated
+  to a target ε (``target_epsilon`` and ``epochs``) by the chosen accountant
+  (:mod:`~mlwarden.defenses.training.dp_accounting`). It returns a :class:`PrivateTraining`:
+  the privatised module, optimizer, data loader and criterion, the accountant, the ε spent so
+  far and a :class:`~mlwarden.defenses.training.dp_record.PrivacyRecord`.
+* :func:`train_dp` is the recipe ``mlwarden harden dp`` runs on it: SGD with momentum on a
+  :class:`~mlwarden.data.Dataset`, one record at the end.
 
 Models Opacus cannot train (BatchNorm mixes samples in a batch, so per-sample gradients are
 undefined) are converted with ``opacus.validators.ModuleValidator.fix`` (BatchNorm → GroupNorm)
 or refused with a :class:`~mlwarden.errors.ModelError` naming the layer
-(:func:`make_dp_compatible`). :func:`digits_dp_cnn` is a DP-friendly digits CNN (GroupNorm and
-tanh activations, after Papernot et al., 2021, "Tempered Sigmoid Activations for Deep Learning
-with Differential Privacy").
+(:func:`make_dp_compatible`). The DP-friendly digits CNN is
+:func:`mlwarden.models.zoo.digits_dp_cnn`.
 
-Determinism: with the same ``seed`` the Poisson batches, the noise and the initial weights are
-the same, so on the same machine and thread count the trained weights are identical (Opacus
-runs in ``secure_mode=False``; secure mode draws from a cryptographic generator that cannot be
-seeded).
+Secure mode: with ``secure_mode=False`` (the default) Opacus draws the noise and the Poisson
+batches from PyTorch's ordinary generator, which can be seeded, so the same seed gives the same
+model on the same machine and thread count; that noise is not cryptographically secure, so
+:func:`make_private` warns with :class:`~mlwarden.errors.SecurityWarning`. ``secure_mode=True``
+draws from ``torchcsprng``'s cryptographic generator (Opacus's secure mode), which cannot be
+seeded; without ``torchcsprng`` installed it is refused with a
+:class:`~mlwarden.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -33,36 +35,52 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from mlwarden.errors import ConfigError, ModelError
+from mlwarden.defenses.training.dp_accounting import (
+    ACCOUNTANTS,
+    accountant_epsilons,
+    check_accountant,
+    check_budget,
+    check_delta,
+    epsilon_spent,
+    noise_multiplier_for,
+    steps_per_epoch,
+    steps_taken,
+)
+from mlwarden.defenses.training.dp_compat import check_dp_compatible, make_dp_compatible
+from mlwarden.defenses.training.dp_record import PrivacyRecord
+from mlwarden.errors import ConfigError, ModelError, SecurityWarning
 
 if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
     from mlwarden.data.dataset import Dataset
 
 __all__ = [
+    # ACCOUNTANTS, PrivacyRecord, make_dp_compatible, accountant_epsilons, epsilon_spent,
+    # noise_multiplier_for and steps_per_epoch live in dp_accounting, dp_record, dp_compat
     "ACCOUNTANTS",
     "GRAD_SAMPLE_MODES",
     "DPEpoch",
     "DPTrainingResult",
     "PrivacyRecord",
+    "PrivateTraining",
     "accountant_epsilons",
-    "digits_dp_cnn",
     "epsilon_spent",
     "make_dp_compatible",
+    "make_private",
     "noise_multiplier_for",
     "steps_per_epoch",
     "train_dp",
 ]
 
-Accountant = Literal["rdp", "prv"]
-ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv")
 GRAD_SAMPLE_MODES: tuple[str, ...] = ("hooks", "functorch", "ew", "ghost")
 
 # Defaults tuned on builtin:digits at ε=5, δ=1e-5 (see tests/defenses/test_dp_training.py).
@@ -73,81 +91,13 @@ DEFAULT_EPOCHS = 15
 DEFAULT_MAX_GRAD_NORM = 1.0
 DEFAULT_GRAD_SAMPLE_MODE = "ghost"
 
-
-@dataclass(frozen=True)
-class PrivacyRecord:
-    """The (ε, δ)-DP guarantee a model was trained under and how it was obtained.
-
-    Attributes
-    ----------
-    epsilon
-        The target ε the noise was calibrated to: the claimed guarantee. The accountant's ε
-        after training (``epsilon_spent``) never exceeds it.
-    delta
-        The target δ.
-    accountant
-        ``"rdp"`` or ``"prv"``: the accountant that calibrated the noise and tracked the spend.
-    noise_multiplier
-        σ: the noise standard deviation divided by ``max_grad_norm``.
-    sample_rate
-        q: each sample's probability of joining a (Poisson) batch.
-    steps
-        Noisy optimizer steps taken.
-    max_grad_norm
-        C: every per-sample gradient is clipped to this L2 norm.
-    epochs, batch_size
-        Training length and the expected (logical) batch size.
-    dataset_sha256
-        SHA-256 of the training data (:meth:`mlwarden.data.Dataset.digest`).
-    epsilon_per_epoch
-        The chosen accountant's ε spent after each epoch.
-    epsilon_rdp, epsilon_prv
-        What each accountant says for the finished run (side by side).
-    n_samples
-        Training-set size (δ must be below ``1/n_samples``).
-    grad_sample_mode
-        How Opacus computed per-sample gradients.
-    converted_layers
-        Layers :func:`make_dp_compatible` replaced (e.g. ``"1: BatchNorm2d -> GroupNorm"``).
-    """
-
-    epsilon: float
-    delta: float
-    accountant: str
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-    max_grad_norm: float
-    epochs: int
-    batch_size: int
-    dataset_sha256: str
-    epsilon_per_epoch: tuple[float, ...] = ()
-    epsilon_rdp: float | None = None
-    epsilon_prv: float | None = None
-    n_samples: int = 0
-    grad_sample_mode: str = "hooks"
-    converted_layers: tuple[str, ...] = ()
-
-    @property
-    def epsilon_spent(self) -> float:
-        """The chosen accountant's ε at the end of training."""
-        return self.epsilon_per_epoch[-1] if self.epsilon_per_epoch else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable view (``epsilon_spent`` included)."""
-        out = asdict(self)
-        out["epsilon_per_epoch"] = list(self.epsilon_per_epoch)
-        out["epsilon_spent"] = self.epsilon_spent
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PrivacyRecord:
-        """The record :meth:`to_dict` wrote (extra keys ignored)."""
-        names = {f for f in cls.__dataclass_fields__}
-        values = {k: v for k, v in data.items() if k in names}
-        values["epsilon_per_epoch"] = tuple(values.get("epsilon_per_epoch", ()))
-        values["converted_layers"] = tuple(values.get("converted_layers", ()))
-        return cls(**values)
+INSECURE_NOISE_WARNING = (
+    "secure_mode=False: Opacus draws the DP noise and the Poisson batches from PyTorch's "
+    "ordinary, seedable generator, which is not cryptographically secure (an attacker who can "
+    "predict or recover its state can subtract the noise, and the (ε, δ) guarantee no longer "
+    "holds against them). Fine for experiments and reproducible runs; train a model you "
+    "release with secure_mode=True (needs the torchcsprng package)."
+)
 
 
 @dataclass(frozen=True)
@@ -175,193 +125,333 @@ class DPTrainingResult:
     history: list[DPEpoch] = field(default_factory=list)
 
 
-def digits_dp_cnn() -> nn.Module:
-    """A DP-friendly CNN for ``1x8x8`` digits: GroupNorm instead of BatchNorm, tanh activations.
+@dataclass(frozen=True)
+class PrivateTraining:
+    """The objects :func:`make_private` privatised, and what they have spent.
 
-    Bounded activations keep the gradient norm from exploding when clipped noise is added
-    (Papernot, Thakurta, Song, Chien and Erlingsson, 2021, "Tempered Sigmoid Activations for
-    Deep Learning with Differential Privacy"); GroupNorm normalises per sample, so per-sample
-    gradients exist.
+    Train with ``module``, ``optimizer``, ``data_loader`` and ``criterion`` exactly as with the
+    originals; every ``optimizer.step()`` clips, adds noise and is recorded by ``accountant``.
+
+    Attributes
+    ----------
+    module
+        Opacus's wrapper around your module (computes per-sample gradients).
+    optimizer
+        Opacus's ``DPOptimizer`` around your optimizer (clips, adds noise, averages).
+    data_loader
+        Opacus's ``DPDataLoader``: Poisson batches of your loader's dataset.
+    criterion
+        The loss to call: your criterion, or Opacus's ghost-clipping wrapper of it when
+        ``grad_sample_mode="ghost"`` (call ``loss.backward()`` on its output as usual).
+    engine
+        The ``opacus.PrivacyEngine`` behind them.
+    noise_multiplier, max_grad_norm, sample_rate
+        σ, C and q.
+    delta
+        The δ that ε is reported at.
+    target_epsilon
+        The ε the noise was calibrated to, or ``None`` when ``noise_multiplier`` was given.
+    grad_sample_mode, secure_mode
+        As passed to :func:`make_private`.
+    original_module
+        The module you passed (wrapped in place by Opacus).
+    batch_size, n_samples
+        Your loader's (expected) batch size and its dataset's size (0 if it has no length).
     """
-    return nn.Sequential(
-        nn.Conv2d(1, 16, kernel_size=3, padding=1),
-        nn.GroupNorm(4, 16),
-        nn.Tanh(),
-        nn.Conv2d(16, 32, kernel_size=3, padding=1),
-        nn.GroupNorm(4, 32),
-        nn.Tanh(),
-        nn.AvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 4 * 4, 10),
-    )
 
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    data_loader: DataLoader[Any]
+    criterion: Callable[..., torch.Tensor]
+    engine: Any
+    noise_multiplier: float
+    max_grad_norm: float
+    sample_rate: float
+    delta: float
+    target_epsilon: float | None
+    grad_sample_mode: str
+    secure_mode: bool
+    original_module: nn.Module
+    batch_size: int
+    n_samples: int
 
-def make_dp_compatible(module: nn.Module) -> tuple[nn.Module, list[str]]:
-    """``module`` made trainable by Opacus, and the names of the layers that were replaced.
+    @property
+    def accountant(self) -> Any:
+        """Opacus's accountant (``RDPAccountant`` or ``PRVAccountant``) tracking the steps."""
+        return self.engine.accountant
 
-    Uses ``opacus.validators.ModuleValidator``: layers it can fix (BatchNorm → GroupNorm,
-    InstanceNorm running statistics) are replaced in a copy; anything left that Opacus cannot
-    compute per-sample gradients for is refused.
+    @property
+    def steps(self) -> int:
+        """Noisy optimizer steps taken so far."""
+        return steps_taken(self.accountant)
 
-    Raises
-    ------
-    ModelError
-        The module is a ``torch.export`` / TorchScript graph (its layers are gone, so Opacus
-        cannot hook them), or a layer cannot be fixed; the message names the layer.
-    """
-    from opacus.validators import ModuleValidator
-
-    if isinstance(module, torch.jit.ScriptModule | torch.fx.GraphModule):
-        raise ModelError(
-            f"a {type(module).__name__} (exported or scripted graph) has no layers Opacus can "
-            "hook for per-sample gradients; DP-train an nn.Module architecture instead "
-            "(--model zoo:NAME trains that zoo model's architecture from scratch)"
-        )
-    before = {name: type(sub).__name__ for name, sub in module.named_modules()}
-    errors = _layer_errors(module)
-    if not errors:
-        return module, []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fixed = ModuleValidator.fix(module)
-    remaining = _layer_errors(fixed)
-    if remaining:
-        detail = "; ".join(f"layer {name!r}: {reason}" for name, reason in remaining)
-        raise ModelError(
-            f"Opacus cannot train this model with differential privacy: {detail}. Replace "
-            "those layers (e.g. BatchNorm → GroupNorm, LSTM → opacus.layers.DPLSTM)"
-        )
-    after = {name: type(sub).__name__ for name, sub in fixed.named_modules()}
-    converted = [
-        f"{name or '<root>'}: {kind} -> {after.get(name, '?')}"
-        for name, kind in before.items()
-        if after.get(name) != kind
-    ]
-    return fixed, converted
-
-
-def _layer_errors(module: nn.Module) -> list[tuple[str, str]]:
-    """``(layer name, Opacus's reason)`` for every leaf layer Opacus's validators reject."""
-    from opacus.validators import ModuleValidator
-
-    errors: list[tuple[str, str]] = []
-    for name, sub in module.named_modules():
-        if any(True for _ in sub.children()):
-            continue
-        for error in ModuleValidator.validate(sub, strict=False):
-            errors.append((name or "<root>", str(error).strip().splitlines()[0]))
-    return errors
-
-
-def steps_per_epoch(n_samples: int, batch_size: int) -> int:
-    """Opacus's Poisson steps per epoch: ``ceil(n / batch_size)``, so ``q = 1 / steps``."""
-    return math.ceil(n_samples / batch_size)
-
-
-def _check_budget(epsilon: float, delta: float, n_samples: int) -> None:
-    if not (isinstance(epsilon, int | float) and math.isfinite(epsilon) and epsilon > 0):
-        raise ConfigError(f"--epsilon must be a positive finite number, got {epsilon!r}")
-    if not (isinstance(delta, int | float) and 0 < delta < 1):
-        raise ConfigError(f"--delta must lie in (0, 1), got {delta!r}")
-    if n_samples > 0 and delta >= 1.0 / n_samples:
-        raise ConfigError(
-            f"--delta {delta:g} is not below 1/n = {1.0 / n_samples:.3g} for n={n_samples} "
-            "training samples: a mechanism that publishes one random sample in the clear "
-            f"meets such a δ; use δ ≪ 1/n (e.g. {10 ** math.floor(math.log10(0.1 / n_samples)):g})"
+    def epsilon(self) -> float:
+        """ε spent so far at :attr:`delta`, by the accountant that calibrated the noise."""
+        return epsilon_spent(
+            noise_multiplier=self.noise_multiplier,
+            sample_rate=self.sample_rate,
+            steps=self.steps,
+            delta=self.delta,
+            accountant=self.accountant.mechanism(),
         )
 
+    def to_standard_module(self) -> nn.Module:
+        """Your module without Opacus's hooks and per-sample gradients, in eval mode.
 
-def _check_accountant(accountant: str) -> None:
-    if accountant not in ACCOUNTANTS:
-        raise ConfigError(
-            f"unknown accountant {accountant!r}; choose one of: {', '.join(ACCOUNTANTS)}"
+        Call it when training is over; the privatised objects are not usable afterwards.
+        """
+        release = getattr(self.module, "to_standard_module", None)
+        if callable(release):
+            release()  # removes Opacus's hooks and grad_sample fields
+        self.original_module.eval()
+        for parameter in self.original_module.parameters():
+            parameter.grad = None
+        return self.original_module
+
+    def record(
+        self,
+        *,
+        epochs: int,
+        dataset_sha256: str = "",
+        epsilon_per_epoch: Sequence[float] | None = None,
+        converted_layers: Sequence[str] = (),
+    ) -> PrivacyRecord:
+        """The :class:`PrivacyRecord` of the training so far.
+
+        Parameters
+        ----------
+        epochs
+            Epochs trained.
+        dataset_sha256
+            The training data's digest (:meth:`mlwarden.data.Dataset.digest`), if known.
+        epsilon_per_epoch
+            ε after each epoch, if you tracked it (:meth:`epsilon`); default: the ε now.
+        converted_layers
+            What :func:`make_dp_compatible` replaced before the optimizer was built.
+        """
+        steps = self.steps
+        spent = tuple(epsilon_per_epoch) if epsilon_per_epoch is not None else (self.epsilon(),)
+        side_by_side = accountant_epsilons(
+            noise_multiplier=self.noise_multiplier,
+            sample_rate=self.sample_rate,
+            steps=steps,
+            delta=self.delta,
+        )
+        return PrivacyRecord(
+            epsilon=float(self.target_epsilon if self.target_epsilon is not None else spent[-1]),
+            delta=float(self.delta),
+            accountant=self.accountant.mechanism(),
+            noise_multiplier=self.noise_multiplier,
+            sample_rate=self.sample_rate,
+            steps=steps,
+            max_grad_norm=float(self.max_grad_norm),
+            epochs=epochs,
+            batch_size=self.batch_size,
+            dataset_sha256=dataset_sha256,
+            epsilon_per_epoch=spent,
+            epsilon_rdp=side_by_side["rdp"],
+            epsilon_prv=side_by_side["prv"],
+            n_samples=self.n_samples,
+            grad_sample_mode=self.grad_sample_mode,
+            converted_layers=tuple(converted_layers),
+            secure_mode=self.secure_mode,
         )
 
 
-def _opacus_accountant(accountant: str, noise_multiplier: float, sample_rate: float, steps: int):  # type: ignore[no-untyped-def]
-    from opacus.accountants import PRVAccountant, RDPAccountant
-
-    _check_accountant(accountant)
-    acc = RDPAccountant() if accountant == "rdp" else PRVAccountant()
-    acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))] if steps else []
-    return acc
-
-
-def epsilon_spent(
+def make_private(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data_loader: DataLoader[Any],
     *,
-    noise_multiplier: float,
-    sample_rate: float,
-    steps: int,
-    delta: float,
+    max_grad_norm: float,
+    target_delta: float,
+    target_epsilon: float | None = None,
+    epochs: int | None = None,
+    noise_multiplier: float | None = None,
     accountant: str = "rdp",
-) -> float:
-    """ε of ``steps`` Poisson-subsampled Gaussian steps at (σ, q), by Opacus's accountant.
+    criterion: Callable[..., torch.Tensor] | None = None,
+    grad_sample_mode: str = "hooks",
+    noise_generator: torch.Generator | None = None,
+    secure_mode: bool = False,
+) -> PrivateTraining:
+    """Privatise your module, optimizer and data loader for DP-SGD (Opacus's ``make_private``).
+
+    Give either ``noise_multiplier`` (σ) or ``target_epsilon`` with ``epochs``: then σ is the
+    smallest for which the accountant's ε after ``epochs`` epochs of Poisson batches
+    (``q = 1/len(data_loader)``, ``int(1/q)`` steps an epoch, as Opacus's sampler runs them)
+    is at most ``target_epsilon``.
 
     Parameters
     ----------
-    noise_multiplier, sample_rate, steps
-        σ, q and the number of steps.
-    delta
-        The δ to convert to.
+    module
+        An ``nn.Module`` Opacus can compute per-sample gradients for (run
+        :func:`make_dp_compatible` on it *before* building ``optimizer``). Its parameters must
+        not have seen the private data without DP, or the guarantee means nothing.
+    optimizer
+        An optimizer over ``module``'s parameters.
+    data_loader
+        A loader over the private data; its batch size becomes the expected Poisson batch size.
+    max_grad_norm
+        Per-sample clipping norm C.
+    target_delta
+        The δ that ε is calibrated and reported at (below ``1/len(dataset)``).
+    target_epsilon, epochs
+        The target ε and the epochs it must last (instead of ``noise_multiplier``).
+    noise_multiplier
+        σ, when given directly (instead of ``target_epsilon``).
     accountant
-        ``"rdp"`` (Mironov 2017, over Opacus's ``DEFAULT_ALPHAS``) or ``"prv"`` (Gopi et al.
-        2021, Opacus's default ``eps_error=0.01``).
-    """
-    if steps <= 0:
-        return 0.0
-    return float(
-        _opacus_accountant(accountant, noise_multiplier, sample_rate, steps).get_epsilon(delta)
-    )
+        ``"rdp"`` or ``"prv"``: calibrates σ and tracks the spend.
+    criterion
+        The loss (default cross-entropy); needed for ``grad_sample_mode="ghost"``.
+    grad_sample_mode
+        Opacus's per-sample gradient engine: ``"hooks"`` (Opacus's default), ``"functorch"``,
+        ``"ew"`` (expanded weights) or ``"ghost"`` (ghost clipping: Li, Tramèr, Liang and
+        Hashimoto, 2022).
+    noise_generator
+        Seeded generator of the noise (Poisson batches come from ``data_loader``'s generator);
+        not allowed in secure mode.
+    secure_mode
+        ``True``: Opacus's secure mode (cryptographic noise and batches from ``torchcsprng``,
+        which cannot be seeded). ``False`` (default): seedable, not cryptographically secure
+        noise, announced with a :class:`~mlwarden.errors.SecurityWarning`.
 
-
-def accountant_epsilons(
-    *, noise_multiplier: float, sample_rate: float, steps: int, delta: float
-) -> dict[str, float]:
-    """ε by every accountant for the same run: ``{"rdp": ..., "prv": ...}``."""
-    return {
-        name: epsilon_spent(
-            noise_multiplier=noise_multiplier,
-            sample_rate=sample_rate,
-            steps=steps,
-            delta=delta,
-            accountant=name,
-        )
-        for name in ACCOUNTANTS
-    }
-
-
-def noise_multiplier_for(
-    *, epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str = "rdp"
-) -> float:
-    """The smallest σ (to Opacus's tolerance) whose ε after ``steps`` steps is at most ``epsilon``.
-
-    Opacus's ``get_noise_multiplier`` (bisection on the accountant's ε).
+    Returns
+    -------
+    PrivateTraining
+        The privatised objects, the accountant, and :meth:`PrivateTraining.record`.
 
     Raises
     ------
     ConfigError
-        The budget is too small for any σ Opacus will consider.
+        A bad ε, δ, σ, epochs, clipping norm, accountant or mode; both or neither of σ and a
+        target ε; a budget no σ reaches; ``secure_mode=True`` without ``torchcsprng`` or with a
+        ``noise_generator``.
+    ModelError
+        Opacus cannot compute per-sample gradients for a layer of ``module``.
     """
-    from opacus.accountants.utils import get_noise_multiplier
+    from opacus import PrivacyEngine
 
-    _check_accountant(accountant)
-    try:
-        with warnings.catch_warnings():
-            # the bisection probes extreme σ, where RDP's best order sits at the grid's end
-            warnings.filterwarnings("ignore", message="Optimal order is the")
-            sigma = get_noise_multiplier(
-                target_epsilon=epsilon,
-                target_delta=delta,
-                sample_rate=sample_rate,
-                steps=steps,
-                accountant=accountant,
-            )
-    except ValueError as exc:
+    n_samples = _dataset_size(data_loader)
+    check_accountant(accountant)
+    _check_mode(grad_sample_mode)
+    if not (
+        isinstance(max_grad_norm, int | float)
+        and math.isfinite(max_grad_norm)
+        and max_grad_norm > 0
+    ):
+        raise ConfigError(f"--max-grad-norm must be a positive number, got {max_grad_norm!r}")
+    if (noise_multiplier is None) == (target_epsilon is None):
         raise ConfigError(
-            f"no noise multiplier reaches ε={epsilon:g} at δ={delta:g} with q={sample_rate:.4g} "
-            f"over {steps} steps ({exc}); raise --epsilon, or train fewer epochs"
-        ) from exc
-    return float(sigma)
+            "give either noise_multiplier or target_epsilon (with epochs), not "
+            f"{'both' if noise_multiplier is not None else 'neither'}"
+        )
+    if target_epsilon is not None:
+        check_budget(target_epsilon, target_delta, n_samples)
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(
+                f"target_epsilon needs epochs, a positive integer, to calibrate for; got {epochs!r}"
+            )
+    else:
+        check_delta(target_delta, n_samples)
+        if not (
+            isinstance(noise_multiplier, int | float)
+            and math.isfinite(noise_multiplier)
+            and noise_multiplier >= 0
+        ):
+            raise ConfigError(
+                f"noise_multiplier must be a finite number >= 0, got {noise_multiplier!r}"
+            )
+    if secure_mode and noise_generator is not None:
+        raise ConfigError(
+            "noise_generator cannot be used with secure_mode=True: secure mode draws from a "
+            "cryptographic generator that cannot be seeded; drop noise_generator, or use "
+            "secure_mode=False for a seeded run"
+        )
+    check_dp_compatible(module)
+
+    sample_rate = 1.0 / len(data_loader)
+    # Opacus's Poisson sampler runs int(1 / sample_rate) steps an epoch, which float rounding
+    # makes one fewer than len(data_loader) for some sizes (93, 99, 105, ...): calibrate the
+    # noise for the steps that are actually run
+    per_epoch = int(1.0 / sample_rate)
+    if target_epsilon is not None:
+        sigma = noise_multiplier_for(
+            epsilon=target_epsilon,
+            delta=target_delta,
+            sample_rate=sample_rate,
+            steps=per_epoch * int(epochs or 0),
+            accountant=accountant,
+        )
+    else:
+        sigma = float(noise_multiplier or 0.0)
+    loss = criterion if criterion is not None else nn.CrossEntropyLoss()
+    with warnings.catch_warnings():
+        # replaced by mlwarden's SecurityWarning below, which says what it means
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        try:
+            engine = PrivacyEngine(accountant=accountant, secure_mode=secure_mode)
+        except ImportError as exc:
+            raise ConfigError(
+                "secure_mode=True needs the torchcsprng package (Opacus draws cryptographically "
+                "secure noise from it), and it cannot be imported "
+                f"({exc.__cause__ or exc}); install a torchcsprng build that matches your "
+                "torch, or use secure_mode=False (seedable noise, not cryptographically secure)"
+            ) from exc
+        prepared = engine.make_private(
+            module=module,
+            optimizer=optimizer,
+            criterion=loss,
+            data_loader=data_loader,
+            noise_multiplier=sigma,
+            max_grad_norm=max_grad_norm,
+            poisson_sampling=True,
+            noise_generator=noise_generator,
+            grad_sample_mode=grad_sample_mode,
+        )
+    if not secure_mode:
+        warnings.warn(INSECURE_NOISE_WARNING, SecurityWarning, stacklevel=2)
+    if grad_sample_mode == "ghost":
+        private_module, dp_optimizer, dp_criterion, dp_loader = prepared
+    else:
+        private_module, dp_optimizer, dp_loader = prepared
+        dp_criterion = loss
+    if len(dp_loader) != per_epoch or dp_loader.sample_rate != sample_rate:  # pragma: no cover
+        raise ModelError(
+            f"Opacus runs {len(dp_loader)} steps an epoch at sample rate "
+            f"{dp_loader.sample_rate}; mlwarden accounted for {per_epoch} at {sample_rate}"
+        )
+    return PrivateTraining(
+        module=private_module,
+        optimizer=dp_optimizer,
+        data_loader=dp_loader,
+        criterion=dp_criterion,
+        engine=engine,
+        noise_multiplier=sigma,
+        max_grad_norm=float(max_grad_norm),
+        sample_rate=sample_rate,
+        delta=float(target_delta),
+        target_epsilon=None if target_epsilon is None else float(target_epsilon),
+        grad_sample_mode=grad_sample_mode,
+        secure_mode=secure_mode,
+        original_module=module,
+        batch_size=int(data_loader.batch_size or 0),
+        n_samples=n_samples,
+    )
+
+
+def _dataset_size(data_loader: DataLoader[Any]) -> int:
+    try:
+        return len(data_loader.dataset)  # type: ignore[arg-type]
+    except TypeError:
+        return 0
+
+
+def _check_mode(grad_sample_mode: str) -> None:
+    if grad_sample_mode not in GRAD_SAMPLE_MODES:
+        raise ConfigError(
+            f"unknown grad_sample_mode {grad_sample_mode!r}; choose one of: "
+            f"{', '.join(GRAD_SAMPLE_MODES)}"
+        )
 
 
 def _check_training_params(
@@ -384,11 +474,7 @@ def _check_training_params(
         )
     if not (math.isfinite(lr) and lr > 0):
         raise ConfigError(f"--lr must be a positive number, got {lr!r}")
-    if grad_sample_mode not in GRAD_SAMPLE_MODES:
-        raise ConfigError(
-            f"unknown grad_sample_mode {grad_sample_mode!r}; choose one of: "
-            f"{', '.join(GRAD_SAMPLE_MODES)}"
-        )
+    _check_mode(grad_sample_mode)
 
 
 def _accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -419,12 +505,13 @@ def train_dp(
     val: Dataset | None = None,
     momentum: float = DEFAULT_MOMENTUM,
     grad_sample_mode: str = DEFAULT_GRAD_SAMPLE_MODE,
+    secure_mode: bool = False,
 ) -> DPTrainingResult:
     """Train ``module`` with DP-SGD to (``epsilon``, ``delta``)-DP on ``train`` (Abadi et al. 2016).
 
-    The noise multiplier is the smallest σ for which the chosen accountant's ε after
-    ``epochs`` epochs of Poisson batches (``q = 1/ceil(n/batch_size)``) is at most
-    ``epsilon``. Training is SGD with momentum on Opacus's noisy, clipped gradients.
+    A recipe on :func:`make_private`: the noise multiplier is the smallest σ for which the
+    chosen accountant's ε after ``epochs`` epochs of Poisson batches (``q = 1/ceil(n/batch_size)``)
+    is at most ``epsilon``; training is SGD with momentum on Opacus's noisy, clipped gradients.
 
     Parameters
     ----------
@@ -448,17 +535,20 @@ def train_dp(
     accountant
         ``"rdp"`` or ``"prv"``: calibrates σ and tracks the spend.
     seed
-        Seeds the Poisson sampler and the noise.
+        Seeds the Poisson sampler and the noise (the noise only when ``secure_mode`` is off).
     on_epoch
         Called with each :class:`DPEpoch` as it finishes.
     val
         Held-out data; when given each epoch records its accuracy.
     grad_sample_mode
-        Opacus's per-sample gradient engine: ``"hooks"`` (Opacus's default), ``"functorch"``,
-        ``"ew"`` (expanded weights) or ``"ghost"`` (ghost clipping: Li, Tramèr, Liang and
-        Hashimoto, 2022; the default, fastest on the digits CNN, see ``benchmarks/bench_dp.py``).
+        Opacus's per-sample gradient engine (see :func:`make_private`); ``"ghost"`` (ghost
+        clipping) is the default here, fastest on the digits CNN (``benchmarks/bench_dp.py``).
         All four compute the same clipped sum, so the same seed gives the same model up to
         floating-point rounding.
+    secure_mode
+        Opacus's secure mode (see :func:`make_private`): off by default, with a
+        :class:`~mlwarden.errors.SecurityWarning`; on, the run cannot be reproduced from
+        ``seed``.
 
     Returns
     -------
@@ -470,16 +560,14 @@ def train_dp(
     ------
     ConfigError
         A bad ε, δ (not below 1/n), epochs, clipping norm, batch size, learning rate or
-        accountant; or a budget no noise level reaches.
+        accountant; a budget no noise level reaches; secure mode without ``torchcsprng``.
     ModelError
         Opacus cannot compute per-sample gradients for the model (see
         :func:`make_dp_compatible`).
     """
-    from opacus import PrivacyEngine
-
     n = len(train)
-    _check_accountant(accountant)
-    _check_budget(epsilon, delta, n)
+    check_accountant(accountant)
+    check_budget(epsilon, delta, n)
     _check_training_params(
         epochs=epochs,
         max_grad_norm=max_grad_norm,
@@ -496,52 +584,26 @@ def train_dp(
         xv = torch.from_numpy(np.ascontiguousarray(val.x, dtype=np.float32))
         yv = torch.from_numpy(np.ascontiguousarray(val.y).astype(np.int64))
 
-    sample_rate = 1.0 / steps_per_epoch(n, batch_size)
-    # Opacus's Poisson sampler runs int(1 / sample_rate) steps an epoch, which float rounding
-    # makes one fewer than ceil(n / batch_size) for some sizes (93, 99, 105, ...): calibrate
-    # the noise for the steps that are actually run
-    per_epoch = int(1.0 / sample_rate)
-    total_steps = per_epoch * epochs
-    sigma = noise_multiplier_for(
-        epsilon=epsilon,
-        delta=delta,
-        sample_rate=sample_rate,
-        steps=total_steps,
-        accountant=accountant,
-    )
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(xt, yt),
         batch_size=batch_size,
         generator=torch.Generator().manual_seed(seed),
     )
     module.train()
-    optimizer = torch.optim.SGD(module.parameters(), lr=lr, momentum=momentum)
-    criterion = nn.CrossEntropyLoss()
-    with warnings.catch_warnings():
-        # Opacus warns that secure_mode is off: seeded, reproducible runs need it off.
-        warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        engine = PrivacyEngine(accountant=accountant, secure_mode=False)
-        prepared = engine.make_private(
-            module=module,
-            optimizer=optimizer,
-            criterion=criterion,
-            data_loader=loader,
-            noise_multiplier=sigma,
-            max_grad_norm=max_grad_norm,
-            poisson_sampling=True,
-            noise_generator=torch.Generator().manual_seed(seed + 1),
-            grad_sample_mode=grad_sample_mode,
-        )
-    if grad_sample_mode == "ghost":
-        private_module, dp_optimizer, dp_criterion, dp_loader = prepared
-    else:
-        private_module, dp_optimizer, dp_loader = prepared
-        dp_criterion = criterion
-    if len(dp_loader) != per_epoch or dp_loader.sample_rate != sample_rate:  # pragma: no cover
-        raise ModelError(
-            f"Opacus runs {len(dp_loader)} steps an epoch at sample rate "
-            f"{dp_loader.sample_rate}; mlwarden accounted for {per_epoch} at {sample_rate}"
-        )
+    private = make_private(
+        module,
+        torch.optim.SGD(module.parameters(), lr=lr, momentum=momentum),
+        loader,
+        max_grad_norm=max_grad_norm,
+        target_delta=delta,
+        target_epsilon=epsilon,
+        epochs=epochs,
+        accountant=accountant,
+        criterion=nn.CrossEntropyLoss(),
+        grad_sample_mode=grad_sample_mode,
+        noise_generator=None if secure_mode else torch.Generator().manual_seed(seed + 1),
+        secure_mode=secure_mode,
+    )
 
     history: list[DPEpoch] = []
     spent: list[float] = []
@@ -553,23 +615,17 @@ def train_dp(
         for epoch in range(1, epochs + 1):
             started = time.perf_counter()
             loss_sum, correct, seen = 0.0, 0, 0
-            for xb, yb in dp_loader:
-                dp_optimizer.zero_grad(set_to_none=True)
-                logits = private_module(xb)
-                loss = dp_criterion(logits, yb)
+            for xb, yb in private.data_loader:
+                private.optimizer.zero_grad(set_to_none=True)
+                logits = private.module(xb)
+                loss = private.criterion(logits, yb)
                 loss.backward()
-                dp_optimizer.step()
+                private.optimizer.step()
                 if len(yb):
                     loss_sum += float(loss.detach()) * len(yb)
                     correct += int((logits.detach().argmax(1) == yb).sum())
                     seen += len(yb)
-            eps_now = epsilon_spent(
-                noise_multiplier=sigma,
-                sample_rate=sample_rate,
-                steps=_steps_taken(engine.accountant),
-                delta=delta,
-                accountant=accountant,
-            )
+            eps_now = private.epsilon()
             spent.append(eps_now)
             test_acc = _accuracy(module, xv, yv) if xv is not None and yv is not None else None
             record = DPEpoch(
@@ -583,36 +639,11 @@ def train_dp(
             history.append(record)
             if on_epoch is not None:
                 on_epoch(record)
-    steps_taken = _steps_taken(engine.accountant)
-    side_by_side = accountant_epsilons(
-        noise_multiplier=sigma, sample_rate=sample_rate, steps=steps_taken, delta=delta
-    )
-    if hasattr(private_module, "to_standard_module"):
-        private_module.to_standard_module()  # removes Opacus's hooks and grad_sample fields
-    module.eval()
-    for parameter in module.parameters():
-        parameter.grad = None
-    privacy = PrivacyRecord(
-        epsilon=float(epsilon),
-        delta=float(delta),
-        accountant=accountant,
-        noise_multiplier=sigma,
-        sample_rate=sample_rate,
-        steps=steps_taken,
-        max_grad_norm=float(max_grad_norm),
+    trained = private.to_standard_module()
+    privacy = private.record(
         epochs=epochs,
-        batch_size=batch_size,
         dataset_sha256=train.digest(),
-        epsilon_per_epoch=tuple(spent),
-        epsilon_rdp=side_by_side["rdp"],
-        epsilon_prv=side_by_side["prv"],
-        n_samples=n,
-        grad_sample_mode=grad_sample_mode,
-        converted_layers=tuple(converted),
+        epsilon_per_epoch=spent,
+        converted_layers=converted,
     )
-    return DPTrainingResult(module=module, record=privacy, history=history)
-
-
-def _steps_taken(accountant: Any) -> int:
-    """Noisy steps the Opacus accountant saw (every one at the same σ and q here)."""
-    return sum(int(steps) for _, _, steps in accountant.history)
+    return DPTrainingResult(module=trained, record=privacy, history=history)

@@ -35,11 +35,10 @@ from mlwarden.defenses.training.dp import (
     DEFAULT_MOMENTUM,
     DPEpoch,
     DPTrainingResult,
-    PrivacyRecord,
-    digits_dp_cnn,
     make_dp_compatible,
     train_dp,
 )
+from mlwarden.defenses.training.dp_record import PrivacyRecord
 from mlwarden.errors import ConfigError, ModelError
 from mlwarden.models.base import Classifier
 
@@ -53,7 +52,7 @@ __all__ = [
 
 
 def _zoo_architectures() -> dict[str, Callable[[], nn.Module]]:
-    from mlwarden.models.zoo import breast_cancer_mlp, digits_cnn
+    from mlwarden.models.zoo import breast_cancer_mlp, digits_cnn, digits_dp_cnn
 
     return {
         "digits-cnn": digits_cnn,
@@ -148,6 +147,7 @@ def harden_dp(
     seed: int = 0,
     grad_sample_mode: str = DEFAULT_GRAD_SAMPLE_MODE,
     on_epoch: Callable[[DPEpoch], None] | None = None,
+    secure_mode: bool = False,
 ) -> DPHardeningResult:
     """DP-train the architecture ``model`` names on ``train`` and write it with its record.
 
@@ -186,6 +186,7 @@ def harden_dp(
         on_epoch=on_epoch,
         val=val,
         grad_sample_mode=grad_sample_mode,
+        secure_mode=secure_mode,
     )
     record = result.record
     # Training loss and accuracy are statistics of the private batches without noise: they are

@@ -17,6 +17,7 @@ from mlwarden.attacks.privacy import (
     one_run_epsilon_bound,
     run_audit,
 )
+from mlwarden.attacks.privacy.dp_audit import roc_epsilon_bound
 from mlwarden.data import Dataset, load_builtin
 from mlwarden.errors import AttackError
 
@@ -49,6 +50,28 @@ def test_clopper_pearson_matches_its_closed_forms() -> None:
     assert (low < np.array([0.25, 0.5])).all() and (high > np.array([0.25, 0.5])).all()
     with pytest.raises(AttackError):
         clopper_pearson(5, 4, alpha)
+
+
+def test_clopper_pearson_is_two_sided_with_alpha_split_between_the_ends() -> None:
+    # tabulated exact 90% interval for 7 of 10; a one-sided 90% lower end would be 0.4496
+    low, high = clopper_pearson(7, 10, 0.10)
+    assert float(low) == pytest.approx(0.3933758, abs=1e-6)
+    assert float(high) == pytest.approx(0.9127356, abs=1e-6)
+
+
+def test_audit_bound_is_pinned_on_a_tied_score_sample() -> None:
+    # values of the hand-written ROC/Clopper-Pearson code this replaced; sklearn's ROC and
+    # SciPy's binomtest must reproduce them (ties, threshold choice and both bounds)
+    rng = np.random.default_rng(7)
+    included = rng.random(600) < 0.5
+    scores = np.round(rng.normal(size=600) + 1.5 * included, 1)
+    result = audit_from_scores(scores, included, delta=1e-5, seed=3)
+    assert result.threshold == 2.6
+    assert result.epsilon_lb == pytest.approx(1.0608962866817055, rel=1e-9)
+    assert result.epsilon_lb_one_run == pytest.approx(2.579627608575862, rel=1e-9)
+    assert roc_epsilon_bound(scores, included, delta=1e-5) == pytest.approx(
+        2.2311248953529548, rel=1e-9
+    )
 
 
 def test_audit_of_a_known_mechanism_is_valid_and_nearly_tight() -> None:

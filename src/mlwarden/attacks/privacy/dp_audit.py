@@ -42,7 +42,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from scipy.stats import beta
+from scipy.stats import binomtest
+from sklearn.metrics import roc_curve
 from torch import nn
 
 from mlwarden.data.dataset import Dataset
@@ -67,17 +68,62 @@ CanaryKind = Literal["mislabel", "ood"]
 def clopper_pearson(
     k: np.ndarray | int, n: np.ndarray | int, alpha: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Two-sided ``1 - alpha`` Clopper-Pearson interval(s) for ``k`` successes in ``n`` trials."""
-    k_arr = np.asarray(k, dtype=np.float64)
-    n_arr = np.asarray(n, dtype=np.float64)
+    """Two-sided ``1 - alpha`` Clopper-Pearson interval(s) for ``k`` successes in ``n`` trials.
+
+    The exact interval of Clopper and Pearson (1934), each end at level ``alpha / 2`` (0 for
+    ``k = 0``, 1 for ``k = n``), as :func:`scipy.stats.binomtest`'s
+    ``proportion_ci(method="exact")`` computes it. ``k`` and ``n`` broadcast.
+
+    Raises
+    ------
+    AttackError
+        ``n < 1``, ``k`` outside ``[0, n]``, or ``alpha`` outside ``(0, 1)``.
+    """
+    k_arr, n_arr = _check_counts(k, n, alpha)
+    return _exact_bound(k_arr, n_arr, alpha / 2, "low"), _exact_bound(
+        k_arr, n_arr, alpha / 2, "high"
+    )
+
+
+def _check_counts(
+    k: np.ndarray | int, n: np.ndarray | int, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    k_arr, n_arr = np.broadcast_arrays(np.asarray(k), np.asarray(n))
     if (n_arr < 1).any() or (k_arr < 0).any() or (k_arr > n_arr).any():
         raise AttackError(f"clopper_pearson needs 0 <= k <= n and n >= 1, got k={k}, n={n}")
     if not 0 < alpha < 1:
         raise AttackError(f"alpha must be in (0, 1), got {alpha}")
-    with np.errstate(invalid="ignore"):
-        low = np.where(k_arr > 0, beta.ppf(alpha / 2, k_arr, n_arr - k_arr + 1), 0.0)
-        high = np.where(k_arr < n_arr, beta.ppf(1 - alpha / 2, k_arr + 1, n_arr - k_arr), 1.0)
-    return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    return k_arr, n_arr
+
+
+def _exact_bound(
+    k: np.ndarray, n: np.ndarray, alpha: float, end: Literal["low", "high"]
+) -> np.ndarray:
+    """One end of the exact interval at level ``alpha``: the one-sided bound ``binomtest`` gives.
+
+    ``"low"``: ``alternative="greater"``, 0 for ``k = 0``; ``"high"``: ``alternative="less"``,
+    1 for ``k = n``. Each distinct ``(k, n)`` pair is computed once (the one-sided form skips
+    the two-sided p-value, which ``binomtest`` would compute and the interval does not need).
+    """
+    if k.size == 0:
+        return np.zeros(k.shape)
+    pairs, inverse = np.unique(
+        np.stack([k.ravel(), n.ravel()]).astype(np.int64), axis=1, return_inverse=True
+    )
+    alternative = "greater" if end == "low" else "less"
+    values = np.array(
+        [
+            getattr(
+                binomtest(int(ki), int(ni), alternative=alternative).proportion_ci(
+                    confidence_level=1.0 - alpha, method="exact"
+                ),
+                end,
+            )
+            for ki, ni in pairs.T
+        ],
+        dtype=np.float64,
+    )
+    return values[inverse.ravel()].reshape(k.shape)
 
 
 def epsilon_lower_bound(
@@ -179,16 +225,19 @@ def _json_float(value: Any) -> Any:
 def _threshold_bounds(
     scores: np.ndarray, included: np.ndarray, alpha: float, delta: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For every candidate threshold (guess "in" when ``score >= t``), the conservative ε bound."""
-    order = np.argsort(-scores, kind="mergesort")
-    s, inc = scores[order], included[order]
-    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-    tp = np.cumsum(inc)[last]
-    fp = (last + 1) - tp
-    n_in, n_out = int(inc.sum()), int((~inc).sum())
-    tpr_lo, _ = clopper_pearson(tp, n_in, alpha)
-    _, fpr_hi = clopper_pearson(fp, n_out, alpha)
-    return s[last], epsilon_lower_bound(tpr_lo, fpr_hi, delta)
+    """For every candidate threshold (guess "in" when ``score >= t``), the conservative ε bound.
+
+    The candidates are the distinct scores, read off :func:`sklearn.metrics.roc_curve` (its
+    leading "flag nothing" point at ``+inf`` is not a candidate).
+    """
+    n_in, n_out = int(included.sum()), int((~included).sum())
+    fpr, tpr, thresholds = roc_curve(included, scores, drop_intermediate=False)
+    tp = np.rint(tpr[1:] * n_in).astype(np.int64)
+    fp = np.rint(fpr[1:] * n_out).astype(np.int64)
+    # the two ends the bound uses, each at alpha / 2 as in clopper_pearson(..., alpha)
+    tpr_lo = _exact_bound(*_check_counts(tp, n_in, alpha), alpha / 2, "low")
+    fpr_hi = _exact_bound(*_check_counts(fp, n_out, alpha), alpha / 2, "high")
+    return thresholds[1:], epsilon_lower_bound(tpr_lo, fpr_hi, delta)
 
 
 def roc_epsilon_bound(
@@ -221,7 +270,10 @@ def one_run_epsilon_bound(correct: int, guesses: int, confidence: float) -> floa
         return 0.0
     if correct == 0:
         return 0.0
-    p_low = float(beta.ppf(1.0 - confidence, correct, guesses - correct + 1))
+    ci = binomtest(correct, guesses, alternative="greater").proportion_ci(
+        confidence, method="exact"
+    )
+    p_low = float(ci.low)
     return max(0.0, math.log(p_low) - math.log1p(-p_low)) if p_low < 1 else math.inf
 
 
