@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
+from scipy import stats
 
 from mlwarden.assess.config import AssessConfig
-from mlwarden.assess.masking import run_masking
+from mlwarden.assess.masking import prediction_variability, run_masking
 from mlwarden.assess.profiles import DEFAULT_PROFILE, profile_attacks
 from mlwarden.attacks import Attack, AttackResult, attack_names, get_attack
 from mlwarden.attacks.base import Norm
+from mlwarden.attacks.evasion.bpda import BPDAClassifier, piecewise_constant_ops_used
 from mlwarden.data.dataset import Dataset
 from mlwarden.errors import ConfigError
-from mlwarden.models.base import Classifier
+from mlwarden.models.base import Classifier, DifferentiableClassifier
 from mlwarden.report.findings import Finding, Severity
 from mlwarden.report.taxonomy import Taxonomy
 
@@ -77,10 +80,19 @@ def _profile(config: AssessConfig, classifier: Classifier) -> list[tuple[str, di
     return profile_attacks(config.profile or DEFAULT_PROFILE, white_box=classifier.differentiable)
 
 
-def _build(name: str, eps: float, config: AssessConfig, classifier: Classifier) -> Attack:
+def _build(
+    name: str,
+    eps: float,
+    config: AssessConfig,
+    classifier: Classifier,
+    *,
+    eot_samples: int = 1,
+) -> Attack:
     cls = get_attack(name)
     defaults = dict(_profile(config, classifier)) if config.attacks is None else {}
     params = {**defaults.get(name, {}), **config.attack_params.get(name, {})}
+    if eot_samples > 1 and "eot_samples" in inspect.signature(cls).parameters:
+        params.setdefault("eot_samples", eot_samples)
     norm = cast(Norm, config.norm)
     try:
         return cls(eps=eps, norm=norm, seed=config.seed, batch_size=config.batch_size, **params)
@@ -125,6 +137,9 @@ def run_evasion(
     example_source: tuple[str, AttackResult] | None = None
 
     cascade = config.attacks is None
+    reliability = _adapt(classifier, data, config)
+    target_model = reliability.view
+    randomized_rows: list[dict[str, Any]] = []
     for name in names:
         curves[name] = []
     for eps in config.epsilons:
@@ -135,11 +150,11 @@ def run_evasion(
         for name in names:
             if on_step:
                 on_step(f"{name} ε={eps:g}")
-            attack = _build(name, eps, config, classifier)
+            attack = _build(name, eps, config, classifier, eot_samples=reliability.eot_samples)
             target = np.nonzero(predictions == data.y)[0] if cascade else np.arange(len(data))
             started = time.perf_counter()
             if len(target):
-                result = attack.generate(classifier, data.x[target], data.y[target])
+                result = attack.generate(target_model, data.x[target], data.y[target])
                 queries = float(result.queries.mean())
             else:
                 result, queries = None, 0.0
@@ -177,6 +192,17 @@ def run_evasion(
                     example_source[1].success.sum()
                 ):
                     example_source = (name, candidate)
+        if reliability.randomized and cascade:
+            # one prediction of a randomized model is one draw: report the mean over draws
+            draws = [
+                float((classifier.predict(adversarial) == data.y).mean())
+                for _ in range(_RANDOMIZED_DRAWS)
+            ]
+            low, high = _mean_interval(draws)
+            robust_all[eps] = predictions == data.y
+            randomized_rows.append(
+                {"eps": eps, "mean": float(np.mean(draws)), "interval": [low, high], "draws": draws}
+            )
     for name in names:
         rows = curves[name]
         robust_by_eps = {row["eps"]: row["robust_accuracy"] for row in rows}
@@ -184,9 +210,11 @@ def run_evasion(
             outcome.metrics[f"robust_accuracy[{name}]@{eps:g}"] = value
         outcome.findings.append(_attack_finding(name, clean_accuracy, rows, config, cascade))
 
-    for eps in config.epsilons:
-        outcome.metrics[f"robust_accuracy@{eps:g}"] = float(robust_all[eps].mean())
     worst = {eps: float(robust_all[eps].mean()) for eps in config.epsilons}
+    for row in randomized_rows:  # the worse of the attack's own draw and the mean over draws
+        worst[row["eps"]] = min(worst[row["eps"]], row["mean"])
+    for eps in config.epsilons:
+        outcome.metrics[f"robust_accuracy@{eps:g}"] = worst[eps]
     for reason in skipped:
         outcome.findings.append(
             Finding(
@@ -212,7 +240,8 @@ def run_evasion(
         cascade=cascade,
         clean_predictions=clean_predictions,
         survivors=np.nonzero(robust_all[largest])[0],
-        suite=lambda eps, x, y: _suite_predictions(names, eps, config, classifier, x, y),
+        suite=lambda eps, x, y: _suite_predictions(names, eps, config, reliability, x, y),
+        adaptations=reliability.describe(),
         convergence_steps=_first_gradient_steps(names, config, classifier),
         on_step=on_step,
     )
@@ -220,6 +249,8 @@ def run_evasion(
     outcome.metrics.update(masking.metrics)
     outcome.section = {
         "masking": masking.section,
+        "adaptive": reliability.describe(),
+        "randomized_robust_accuracy": randomized_rows,
         "mode": "suite" if cascade else "independent",
         "profile": (config.profile or DEFAULT_PROFILE) if cascade else None,
         "attacks": names,
@@ -240,19 +271,80 @@ def _suite_predictions(
     names: list[str],
     eps: float,
     config: AssessConfig,
-    classifier: Classifier,
+    reliability: Adaptation,
     x: np.ndarray,
     y: np.ndarray,
 ) -> np.ndarray:
     """Predictions after every planned attack, AutoAttack-style, at ``eps`` on ``(x, y)``."""
-    predictions = classifier.predict(x) if len(x) else np.zeros(0, dtype=np.int64)
+    model = reliability.view
+    predictions = model.predict(x) if len(x) else np.zeros(0, dtype=np.int64)
     for name in names:
         target = np.nonzero(predictions == y)[0]
         if len(target) == 0:
             break
-        result = _build(name, eps, config, classifier).generate(classifier, x[target], y[target])
-        predictions[target] = result.predictions
+        attack = _build(name, eps, config, model, eot_samples=reliability.eot_samples)
+        predictions[target] = attack.generate(model, x[target], y[target]).predictions
     return predictions
+
+
+_RANDOMIZED_DRAWS = 10
+_VARIABILITY = 1e-6
+EOT_SAMPLES = {"standard": 20, "quick": 5}
+"""Forward passes averaged per attack iterate on a randomized model, per profile (AutoAttack's
+version for randomized defences uses 20); explicit attack lists get the standard figure."""
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """How the attacks adapt to the model: BPDA through piecewise-constant ops, EOT over noise.
+
+    Attributes
+    ----------
+    view
+        What the attacks run on: the model, or its :class:`BPDAClassifier` view.
+    randomized
+        Identical calls gave different outputs.
+    eot_samples
+        Forward passes per iterate of the gradient attacks (1 unless randomized).
+    bpda_ops
+        The piecewise-constant ops the model calls, attacked straight-through.
+    """
+
+    view: Classifier
+    randomized: bool
+    eot_samples: int
+    bpda_ops: tuple[str, ...]
+
+    def describe(self) -> dict[str, Any]:
+        """What the report records of the adaptation."""
+        return {
+            "randomized": self.randomized,
+            "eot_samples": self.eot_samples,
+            "bpda_ops": list(self.bpda_ops),
+        }
+
+
+def _adapt(classifier: Classifier, data: Dataset, config: AssessConfig) -> Adaptation:
+    """Make the evaluation adaptive: EOT for randomized models, BPDA for rounding ones."""
+    randomized = prediction_variability(classifier, data.x[:64]) > _VARIABILITY
+    eot = EOT_SAMPLES[config.profile or DEFAULT_PROFILE] if randomized else 1
+    ops: tuple[str, ...] = ()
+    view: Classifier = classifier
+    if isinstance(classifier, DifferentiableClassifier) and len(data):
+        ops = tuple(sorted(piecewise_constant_ops_used(classifier, data.x)))
+        if ops:
+            view = BPDAClassifier(classifier)
+    return Adaptation(view=view, randomized=randomized, eot_samples=eot, bpda_ops=ops)
+
+
+def _mean_interval(values: list[float]) -> tuple[float, float]:
+    """A 95% Student-t interval for the mean of ``values`` (a point when they all agree)."""
+    mean = float(np.mean(values))
+    spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    if spread == 0.0:
+        return mean, mean
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=spread / len(values) ** 0.5)
+    return float(max(low, 0.0)), float(min(high, 1.0))
 
 
 def _first_gradient_steps(names: list[str], config: AssessConfig, classifier: Classifier) -> int:

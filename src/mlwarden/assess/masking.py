@@ -160,12 +160,16 @@ def run_masking(
     survivors: np.ndarray,
     suite: Callable[[float, np.ndarray, np.ndarray], np.ndarray],
     convergence_steps: int,
+    adaptations: dict[str, Any] | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> MaskingOutcome:
     """Run every diagnostic; ``suite(eps, x, y)`` re-runs the evasion suite, returning predictions.
 
-    ``survivors`` are the indices the suite left correctly classified at the largest ε.
+    ``survivors`` are the indices the suite left correctly classified at the largest ε;
+    ``adaptations`` says what the evaluation already did about masking (EOT samples, ops
+    attacked with BPDA), so that the findings can say so.
     """
+    adapted = adaptations or {}
     outcome = MaskingOutcome()
     n = len(data)
     rng = np.random.default_rng(seed)
@@ -184,7 +188,9 @@ def run_masking(
                 "Randomized model: outputs change between identical calls",
                 f"Two identical calls on {len(check)} inputs changed an output probability by "
                 f"up to {variability:.3g}. Each evaluation is one draw, and gradient attacks "
-                "that do not average over the randomness (EOT) overstate robustness.",
+                "that do not average over the randomness (EOT) overstate robustness. This "
+                f"assessment averaged {adapted.get('eot_samples', 1)} forward passes per attack "
+                "step (EOT) and reports robust accuracy as the mean over draws.",
                 {"prediction_variability": variability},
             )
         )
@@ -207,7 +213,14 @@ def run_masking(
                     f"{zero_share:.1%} of {len(chosen)} correctly classified inputs "
                     f"({saturated_share:.1%} have a softmax saturated at 1.0). Gradient attacks "
                     "on cross-entropy see a flat loss there; scale-invariant losses (DLR) and "
-                    "black-box attacks do not.",
+                    "black-box attacks do not."
+                    + (
+                        " The model rounds or quantizes ("
+                        + ", ".join(adapted["bpda_ops"])
+                        + "): the attacks ran with straight-through gradients (BPDA)."
+                        if adapted.get("bpda_ops")
+                        else ""
+                    ),
                     {"zero_gradient_share": zero_share, "saturated_softmax_share": saturated_share},
                 )
             )
