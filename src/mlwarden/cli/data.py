@@ -27,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+_POISON_ATTACKS_HELP = "Poisoning attack: badnets, blend or label-flip."
 _DATA_HELP = "Data: builtin:digits (its train split unless :test is given), .npz or .csv."
 
 
@@ -65,7 +66,7 @@ def _pattern(text: str) -> str | np.ndarray:
 @app.command("poison")
 def poison(
     data: str = typer.Option(..., "--data", "-d", help=_DATA_HELP),
-    attack: str = typer.Option(..., "--attack", "-a", help="badnets, blend or label-flip."),
+    attack: str = typer.Option(..., "--attack", "-a", help=_POISON_ATTACKS_HELP),
     rate: float = typer.Option(..., "--rate", help="Fraction of eligible samples to poison."),
     out: Path = typer.Option(..., "--out", "-o", help="Poisoned copy (.npz); truth beside it."),
     target_class: int | None = typer.Option(
@@ -90,33 +91,36 @@ def poison(
     label_column: str = typer.Option("label", "--label-column", help="Label column of CSV data."),
 ) -> None:
     """Write a poisoned copy of the data and a ground-truth index file beside it."""
-    from mlwarden.attacks.poisoning import BadNets, Blend, LabelFlip, save_poisoned
+    from mlwarden.attacks.poisoning import get_poisoning_attack, save_poisoned
 
+    try:
+        cls = get_poisoning_attack(attack)
+    except ConfigError as exc:
+        raise ConfigError(f"--attack: {exc}") from None
+    backdoor_class = 0 if target_class is None else target_class
+    # Each attack's own options, read only for that attack (a bad --pattern fails only blend).
+    own_options: dict[str, Any] = {
+        "badnets": lambda: {
+            "target_class": backdoor_class,
+            "patch_size": patch_size,
+            "patch_position": _patch_position(patch_position),
+            "patch_value": patch_value,
+        },
+        "blend": lambda: {
+            "target_class": backdoor_class,
+            "alpha": alpha,
+            "pattern": _pattern(pattern),
+        },
+        "label-flip": lambda: {
+            "target_class": target_class,
+            "mode": mode,
+            "source_class": source_class,
+        },
+    }
     dataset = _load(data, label_column)
-    attacker: Any
-    if attack == "badnets":
-        attacker = BadNets(
-            rate=rate,
-            target_class=0 if target_class is None else target_class,
-            seed=seed,
-            patch_size=patch_size,
-            patch_position=_patch_position(patch_position),
-            patch_value=patch_value,
-        )
-    elif attack == "blend":
-        attacker = Blend(
-            rate=rate,
-            target_class=0 if target_class is None else target_class,
-            seed=seed,
-            alpha=alpha,
-            pattern=_pattern(pattern),
-        )
-    elif attack == "label-flip":
-        attacker = LabelFlip(
-            rate=rate, target_class=target_class, seed=seed, mode=mode, source_class=source_class
-        )
-    else:
-        raise ConfigError(f"--attack {attack!r}: choose badnets, blend or label-flip")
+    attacker = cls(
+        rate=rate, seed=seed, **own_options.get(attack, lambda: {"target_class": target_class})()
+    )
     result = attacker.poison(dataset)
     source = {"spec": data, "name": dataset.name, "sha256": dataset.digest()}
     data_path, truth_path = save_poisoned(result, out, source=source)
@@ -175,7 +179,11 @@ def inspect(
     from mlwarden import __version__
     from mlwarden.attacks.poisoning import load_truth
     from mlwarden.data import load_dataset
-    from mlwarden.defenses.poisoning import DEFAULT_REMOVE_BY, inspect_training_data
+    from mlwarden.defenses.poisoning import (
+        DEFAULT_REMOVE_BY,
+        inspect_training_data,
+        inspection_detector_names,
+    )
     from mlwarden.defenses.poisoning.representations import LAYERS
     from mlwarden.defenses.poisoning.training import train_classifier
     from mlwarden.models import load_model
@@ -188,14 +196,7 @@ def inspect(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
     names = tuple(n.strip() for n in remove_by.split(",")) if remove_by else DEFAULT_REMOVE_BY
-    known = {
-        "activation-clustering",
-        "spectral-signatures",
-        "label-errors",
-        "duplicates",
-        "feature-outliers",
-        "strip",
-    }
+    known = set(inspection_detector_names())
     unknown = sorted(set(names) - known)
     if unknown:
         raise ConfigError(
@@ -250,7 +251,7 @@ def inspect(
         doc = inspection.to_dict(names)
         doc.update(
             {
-                "format": "mlwarden.data-inspection/1",
+                "format": "mlwarden.data-inspection/2",
                 "tool_version": __version__,
                 "created_at": started,
                 "model": model,
