@@ -63,6 +63,7 @@ def assess(
     from mlwarden.data import load_dataset
     from mlwarden.models import load_model
     from mlwarden.report import write_reports
+    from mlwarden.supplychain.signing import signature_verifier
 
     settings = load_config(config)
     if max_samples is not None or seed is not None:
@@ -87,7 +88,7 @@ def assess(
         model,
         input_shape=dataset.input_shape,
         clip_range=dataset.clip_range,
-        require_signature=require_signature,
+        verify=None if require_signature is None else signature_verifier(require_signature),
     )
     supply_chain = None
     if artifacts is not None:
