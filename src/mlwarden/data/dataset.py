@@ -43,10 +43,16 @@ class Dataset:
         return len(self.y)
 
     def digest(self) -> str:
-        """SHA-256 over inputs and labels: identifies exactly which data a result came from."""
+        """SHA-256 over inputs and labels, their shapes and dtypes: which data a result came from.
+
+        The same bytes with another shape (a reshaped ``x``) or dtype give another digest.
+        Digests made before mlwarden 0.2 hashed the bytes alone; the records that store a
+        digest carry a format version that says which (docs/report-schema.md).
+        """
         h = hashlib.sha256()
-        h.update(np.ascontiguousarray(self.x).tobytes())
-        h.update(np.ascontiguousarray(self.y).tobytes())
+        for name, array in (("x", self.x), ("y", self.y)):
+            h.update(f"{name}:{array.dtype.str}:{array.shape};".encode("ascii"))
+            h.update(np.ascontiguousarray(array).tobytes())
         return h.hexdigest()
 
     def subset(self, indices: np.ndarray, name: str | None = None) -> Dataset:
