@@ -187,7 +187,7 @@ def inspect(
     from mlwarden.defenses.poisoning.representations import LAYERS
     from mlwarden.defenses.poisoning.training import train_classifier
     from mlwarden.models import load_model
-    from mlwarden.report.inspection import write_inspection_reports
+    from mlwarden.report.inspection_writers import write_inspection_reports
 
     if layer not in LAYERS:
         raise ConfigError(f"--layer {layer!r}: choose {' or '.join(LAYERS)}")
