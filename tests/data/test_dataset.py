@@ -142,3 +142,17 @@ def test_labels_of_another_dtype_give_another_digest() -> None:
     as_int64 = Dataset(name="a", x=x, y=np.array([0, 1], dtype=np.int64), n_classes=2)
     as_int32 = Dataset(name="b", x=x, y=np.array([0, 1], dtype=np.int32), n_classes=2)
     assert as_int64.digest() != as_int32.digest()
+
+
+def test_with_samples_keeps_the_task_and_validates_the_new_samples() -> None:
+    x = np.zeros((3, 2), dtype=np.float32)
+    data = Dataset(name="d", x=x, y=np.array([0, 1, 2]), n_classes=3, clip_range=(-1.0, 1.0))
+    other = data.with_samples(x[:2] + 0.5, np.array([2, 2]), name="other")
+    assert (other.name, other.n_classes, other.clip_range, len(other)) == (
+        "other",
+        3,
+        (-1.0, 1.0),
+        2,
+    )
+    with pytest.raises(DataError, match="labels must lie in"):
+        data.with_samples(y=np.array([0, 1, 3]))

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mlwarden.cli._console import console, progress
+from mlwarden.cli.options import LABEL_COLUMN, load_like
 from mlwarden.errors import ConfigError
 
 __all__ = ["assess"]
@@ -30,9 +31,7 @@ def assess(
     fail_under: list[str] = typer.Option(
         [], "--fail-under", help="Gate METRIC=THRESHOLD, e.g. robust_accuracy@0.1=0.6 (repeatable)."
     ),
-    label_column: str = typer.Option(
-        "label", "--label-column", help="Label column of a CSV dataset."
-    ),
+    label_column: str = LABEL_COLUMN,
     max_samples: int | None = typer.Option(
         None, "--max-samples", help="Override max_samples of the config."
     ),
@@ -117,12 +116,7 @@ def assess(
             first = False
 
         clean_train = (
-            load_dataset(
-                train_data,
-                label_column=label_column,
-                n_classes=dataset.n_classes,
-                clip_range=dataset.clip_range,
-            )
+            load_like(train_data, dataset, label_column=label_column)
             if train_data is not None
             else None
         )

@@ -18,6 +18,7 @@ import numpy as np
 import typer
 
 from mlwarden.cli._console import console, progress
+from mlwarden.cli.options import LABEL_COLUMN, load_like
 from mlwarden.errors import ConfigError
 
 __all__ = ["app"]
@@ -88,7 +89,7 @@ def poison(
         None, "--source-class", help="Targeted label flip: only flip this class."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample draw (and noise pattern)."),
-    label_column: str = typer.Option("label", "--label-column", help="Label column of CSV data."),
+    label_column: str = LABEL_COLUMN,
 ) -> None:
     """Write a poisoned copy of the data and a ground-truth index file beside it."""
     from mlwarden.attacks.poisoning import get_poisoning_attack, save_poisoned
@@ -173,12 +174,11 @@ def inspect(
         help="Confirm activation clusters by exclusionary reclassification (one retraining).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of training and detectors."),
-    label_column: str = typer.Option("label", "--label-column", help="Label column of CSV data."),
+    label_column: str = LABEL_COLUMN,
 ) -> None:
     """Inspect training data for poison; write report.json and report.html."""
     from mlwarden import __version__
     from mlwarden.attacks.poisoning import load_truth
-    from mlwarden.data import load_dataset
     from mlwarden.defenses.poisoning import (
         DEFAULT_REMOVE_BY,
         inspect_training_data,
@@ -204,17 +204,7 @@ def inspect(
         )
     started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     dataset = _load(data, label_column)
-    holdout = (
-        load_dataset(
-            clean,
-            split="test",
-            label_column=label_column,
-            n_classes=dataset.n_classes,
-            clip_range=dataset.clip_range,
-        )
-        if clean
-        else None
-    )
+    holdout = load_like(clean, dataset, label_column=label_column) if clean else None
     record = load_truth(truth, n_samples=len(dataset)) if truth else None
     mask = None
     if record is not None:
@@ -308,13 +298,7 @@ def _retrain(
     from mlwarden.data import load_dataset
 
     if test_spec is not None:
-        test = load_dataset(
-            test_spec,
-            split="test",
-            label_column=label_column,
-            n_classes=dataset.n_classes,
-            clip_range=dataset.clip_range,
-        )
+        test = load_like(test_spec, dataset, label_column=label_column)
     elif data_spec.startswith("builtin:"):
         name = data_spec.split(":")[1]
         test = load_dataset(f"builtin:{name}:test")

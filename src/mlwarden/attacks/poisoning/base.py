@@ -140,15 +140,7 @@ class PoisoningAttack(KeywordParams, ABC):
         chosen = np.sort(rng.choice(eligible, size=count, replace=False)).astype(np.int64)
         x, y = dataset.x.copy(), dataset.y.copy()
         x[chosen], y[chosen] = self._poison_samples(x[chosen], y[chosen], dataset, rng)
-        poisoned = Dataset(
-            name=f"{dataset.name}+{self.name}",
-            x=x,
-            y=y,
-            n_classes=dataset.n_classes,
-            clip_range=dataset.clip_range,
-            kind=dataset.kind,
-            feature_names=dataset.feature_names,
-        )
+        poisoned = dataset.with_samples(x, y, name=f"{dataset.name}+{self.name}")
         return PoisonResult(
             dataset=poisoned,
             indices=chosen,
