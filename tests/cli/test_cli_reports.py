@@ -21,7 +21,7 @@ ATTACK_FINDINGS = {"evasion.fgsm", "evasion.pgd", "evasion.square"}
 def test_json_names_its_schema_and_version(digits_assessment: Any) -> None:
     report = digits_assessment.report
     assert report["schema"] == "mlwarden.report"
-    assert report["schema_version"] == "1.0"
+    assert report["schema_version"] == "1.1"
     assert report["tool"]["name"] == "mlwarden"
 
 

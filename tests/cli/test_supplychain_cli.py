@@ -1,4 +1,4 @@
-"""``mlwarden keygen | sign | verify | scan | audit-deps`` and ``assess --artifacts``."""
+"""``mlwarden keygen | sign | verify | scan | check-deps`` and ``assess --artifacts``."""
 
 from __future__ import annotations
 
@@ -178,41 +178,41 @@ def test_scan_rejects_out_with_a_table_and_missing_paths(
     assert run_cli("scan", tmp_path / "nope").code == EXIT_USAGE
 
 
-def test_audit_deps_reports_vulnerable_pins_with_fixes(run_cli: Callable, tmp_path: Path) -> None:
+def test_check_deps_reports_vulnerable_pins_with_fixes(run_cli: Callable, tmp_path: Path) -> None:
     db = write_osv_folder(tmp_path / "osv")
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("demo-lib==1.1\nsafe-lib==2.0\n")
-    result = run_cli("audit-deps", "--requirements", requirements, "--db", db)
+    result = run_cli("check-deps", "--requirements", requirements, "--db", db)
     assert result.code == EXIT_FOUND
     assert "PYSEC-2099-1" in result.out
     assert ">=1.2.0" in result.out
-    result = run_cli("audit-deps", "-r", requirements, "--db", db, "--format", "json")
+    result = run_cli("check-deps", "-r", requirements, "--db", db, "--format", "json")
     document = json.loads(result.out)
     assert document["vulnerabilities"][0]["fixed_versions"] == ["1.2.0"]
     assert document["summary"]["withdrawn_ignored"] == 1
 
 
-def test_audit_deps_sarif_points_at_the_requirement_line(run_cli: Callable, tmp_path: Path) -> None:
+def test_check_deps_sarif_points_at_the_requirement_line(run_cli: Callable, tmp_path: Path) -> None:
     db = write_osv_folder(tmp_path / "osv")
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# pins\ndemo-lib==1.1\n")
     out = tmp_path / "audit.sarif"
-    args = ("audit-deps", "-r", requirements, "--db", db, "--format", "sarif", "--out", out)
+    args = ("check-deps", "-r", requirements, "--db", db, "--format", "sarif", "--out", out)
     assert run_cli(*args).code == EXIT_FOUND
     result = json.loads(out.read_text())["runs"][0]["results"][0]
     assert result["ruleId"] == "PYSEC-2099-1"
     assert result["locations"][0]["physicalLocation"]["region"]["startLine"] == 2
 
 
-def test_audit_deps_passes_clean_pins_and_needs_its_inputs(
+def test_check_deps_passes_clean_pins_and_needs_its_inputs(
     run_cli: Callable, tmp_path: Path
 ) -> None:
     db = write_osv_folder(tmp_path / "osv")
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("demo-lib==1.2.0\n")
-    assert run_cli("audit-deps", "-r", requirements, "--db", db).code == EXIT_OK
-    assert run_cli("audit-deps", "--db", db).code == EXIT_USAGE
-    assert run_cli("audit-deps", "-r", requirements).code == EXIT_USAGE
+    assert run_cli("check-deps", "-r", requirements, "--db", db).code == EXIT_OK
+    assert run_cli("check-deps", "--db", db).code == EXIT_USAGE
+    assert run_cli("check-deps", "-r", requirements).code == EXIT_USAGE
 
 
 def _assess_args(tmp_path: Path, model: Path) -> list[str | Path]:
@@ -286,3 +286,21 @@ def test_assess_refuses_a_model_whose_signature_does_not_verify(
     assert result.code == EXIT_USAGE
     assert "changed" in result.err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["check-deps", "audit-deps"])
+def test_check_deps_and_its_hidden_old_name_audit_deps_both_work(
+    run_cli: Callable, tmp_path: Path, command: str
+) -> None:
+    db = write_osv_folder(tmp_path / "osv")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("demo-lib==1.1\n")
+    result = run_cli(command, "-r", requirements, "--db", db, "--format", "json")
+    assert result.code == EXIT_FOUND
+    assert json.loads(result.out)["vulnerabilities"][0]["id"] == "PYSEC-2099-1"
+
+
+def test_the_old_name_audit_deps_is_hidden_from_help(run_cli: Callable) -> None:
+    result = run_cli("--help")
+    assert "check-deps" in result.out
+    assert "audit-deps" not in result.out

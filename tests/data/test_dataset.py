@@ -126,3 +126,33 @@ def test_sample_of_at_least_the_whole_dataset_returns_it(
     dataset: Dataset, max_samples: int | None
 ) -> None:
     assert dataset.sample(max_samples, seed=0) is dataset
+
+
+def test_a_reshaped_copy_has_another_digest() -> None:
+    x = np.arange(32, dtype=np.float32).reshape(4, 8) / 32
+    y = np.array([0, 1, 0, 1])
+    flat = Dataset(name="flat", x=x, y=y, n_classes=2)
+    image = Dataset(name="image", x=x.reshape(4, 2, 4), y=y, n_classes=2)
+    assert flat.digest() != image.digest()
+    assert flat.digest() == Dataset(name="again", x=x.copy(), y=y.copy(), n_classes=2).digest()
+
+
+def test_labels_of_another_dtype_give_another_digest() -> None:
+    x = np.zeros((2, 3), dtype=np.float32)
+    as_int64 = Dataset(name="a", x=x, y=np.array([0, 1], dtype=np.int64), n_classes=2)
+    as_int32 = Dataset(name="b", x=x, y=np.array([0, 1], dtype=np.int32), n_classes=2)
+    assert as_int64.digest() != as_int32.digest()
+
+
+def test_with_samples_keeps_the_task_and_validates_the_new_samples() -> None:
+    x = np.zeros((3, 2), dtype=np.float32)
+    data = Dataset(name="d", x=x, y=np.array([0, 1, 2]), n_classes=3, clip_range=(-1.0, 1.0))
+    other = data.with_samples(x[:2] + 0.5, np.array([2, 2]), name="other")
+    assert (other.name, other.n_classes, other.clip_range, len(other)) == (
+        "other",
+        3,
+        (-1.0, 1.0),
+        2,
+    )
+    with pytest.raises(DataError, match="labels must lie in"):
+        data.with_samples(y=np.array([0, 1, 3]))

@@ -70,15 +70,6 @@ def test_inputs_of_the_wrong_shape_are_refused_with_both_shapes_named(
         wrap(tiny_module).predict_proba(np.zeros((2, 5), np.float32))
 
 
-def test_wrapping_freezes_parameters_and_sets_eval_mode() -> None:
-    module = nn.Sequential(nn.Linear(N_FEATURES, N_CLASSES), nn.Dropout(0.5)).train()
-
-    wrap(module)
-
-    assert not module.training
-    assert not any(p.requires_grad for p in module.parameters())
-
-
 def test_loss_gradient_matches_a_finite_difference_estimate(tiny_module: nn.Module) -> None:
     classifier = wrap(tiny_module.double())
     x = torch.from_numpy(np.random.default_rng(1).random((2, N_FEATURES)))

@@ -126,7 +126,7 @@ def test_report_to_dict_has_the_documented_structure(make_report: Callable[..., 
         "sections",
     ]
     assert doc["schema"] == "mlwarden.report"
-    assert doc["schema_version"] == REPORT_SCHEMA_VERSION == "1.0"
+    assert doc["schema_version"] == REPORT_SCHEMA_VERSION == "1.1"
     assert doc["tool"] == {"name": "mlwarden", "version": "0.0.test"}
     assert doc["duration_s"] == 1.235
     assert doc["summary"] == {

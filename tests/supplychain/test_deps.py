@@ -290,3 +290,25 @@ def test_an_unreachable_osv_api_is_a_clear_error() -> None:
 
     with pytest.raises(ConfigError, match="--db"):
         audit([Package("x", "1", "t")], OsvApi(opener=opener))
+
+
+@pytest.mark.parametrize(
+    ("vector", "named"),
+    [
+        ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/C:H/I:H/A:H", "S"),
+        ("CVSS:3.1/AV:N/AC:L/UI:N/S:U/C:H/I:H/A:H", "PR"),
+        ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H", "A"),
+    ],
+)
+def test_a_cvss_vector_missing_a_base_metric_raises_value_error_naming_it(
+    vector: str, named: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"lacks the base metric\(s\) {named}$"):
+        cvss3_base_score(vector)
+
+
+def test_a_cvss_vector_with_an_unknown_value_raises_value_error() -> None:
+    with pytest.raises(ValueError, match="unknown value"):
+        cvss3_base_score("CVSS:3.1/AV:N/AC:L/PR:Q/UI:N/S:U/C:H/I:H/A:H")
+    with pytest.raises(ValueError, match="scope S must be U or C"):
+        cvss3_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:X/C:H/I:H/A:H")

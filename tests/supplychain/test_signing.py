@@ -335,13 +335,15 @@ def test_a_certificate_that_does_not_match_the_key_is_refused(
 
 def test_loading_requires_a_signature_when_asked(tmp_path: Path, keys: KeyPair) -> None:
     from mlwarden.models.loading import load_model
+    from mlwarden.supplychain.signing import signature_verifier
 
     model = tmp_path / "m.onnx"
     model.write_bytes(b"not even onnx")
+    verify = signature_verifier(keys.public_key)
     with pytest.raises(SignatureError, match="a signature is required"):
-        load_model(model, input_shape=(2,), require_signature=keys.public_key)
+        load_model(model, input_shape=(2,), verify=verify)
     with pytest.raises(SignatureError, match="no signature"):
-        load_model("zoo:digits-cnn", require_signature=keys.public_key)
+        load_model("zoo:digits-cnn", verify=verify)
 
 
 def test_a_folder_signature_covers_a_model_file_and_its_sidecar(

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mlwarden.assess.config import AssessConfig
+from mlwarden.assess.config import SMOOTHING_DEFAULTS, AssessConfig
 from mlwarden.assess.evasion import EvasionOutcome
 from mlwarden.data.dataset import Dataset
 from mlwarden.defenses.smoothing import SmoothedClassifier, certified_accuracy
@@ -44,8 +44,6 @@ def smoothing_settings(classifier: Classifier, config: AssessConfig) -> dict[str
     ConfigError
         ``config.smoothing`` gives no sigma and the model's sidecar records none.
     """
-    from mlwarden.assess.config import SMOOTHING_DEFAULTS
-
     recorded = classifier.info.get("metadata", {}).get("smoothing")
     sigma = recorded.get("sigma") if isinstance(recorded, dict) else None
     if sigma is not None and (

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,11 @@ from typing import Any
 import yaml
 
 from mlwarden.errors import ConfigError
+from mlwarden.registry import Registry
 
 __all__ = [
     "DEFAULT_ATTACKS",
+    "SECTION_CHECKS",
     "SMOOTHING_DEFAULTS",
     "AssessConfig",
     "Gate",
@@ -55,6 +58,13 @@ __all__ = [
 ]
 
 DEFAULT_ATTACKS = ("fgsm", "pgd", "square")
+
+SECTION_CHECKS: Registry[Callable[[Any], Any]] = Registry("assessment section")
+"""Validators of the optional sections (``privacy``, ``extraction``) by field name.
+
+Each check module registers its own validator when it is imported (the package imports them
+all), so this module never imports the checks that import it.
+"""
 _METRIC = re.compile(
     r"^(?P<name>clean_accuracy|robust_accuracy)(\[(?P<attack>[a-z0-9_-]+)\])?(@(?P<eps>[0-9.eE+-]+))?$"
 )
@@ -250,12 +260,8 @@ class AssessConfig:
             raise ConfigError(f"poisoning must be true or false, got {self.poisoning!r}")
         self.smoothing = _check_smoothing(self.smoothing)
         self.detectors = _check_detectors(self.detectors)
-        from mlwarden.assess.privacy import check_privacy
-
-        self.privacy = check_privacy(self.privacy)
-        from mlwarden.assess.extraction import check_extraction
-
-        self.extraction = check_extraction(self.extraction)
+        for section in SECTION_CHECKS.names():
+            setattr(self, section, SECTION_CHECKS.get(section)(getattr(self, section)))
 
     def with_gates(self, gates: list[Gate]) -> AssessConfig:
         """A copy with ``gates`` added; the ε of every gate joins the ε grid."""

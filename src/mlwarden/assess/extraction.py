@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from mlwarden.assess.config import SECTION_CHECKS
 from mlwarden.assess.evasion import EvasionOutcome
 from mlwarden.data.dataset import Dataset
 from mlwarden.errors import ConfigError
@@ -87,6 +88,9 @@ def check_extraction(value: Any) -> dict[str, Any] | None:
             f"extraction.pool_limit must be a positive integer or null, got {limit!r}"
         )
     return {**merged, "policies": list(policies)}
+
+
+SECTION_CHECKS.register("extraction", check_extraction)
 
 
 def _label(policy: str, settings: dict[str, Any]) -> str:

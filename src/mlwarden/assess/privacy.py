@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from mlwarden.assess.config import SECTION_CHECKS
 from mlwarden.assess.evasion import EvasionOutcome
 from mlwarden.attacks.privacy import LiRA, LossThresholdAttack, MembershipResult, MIFace
 from mlwarden.data.dataset import Dataset
@@ -78,6 +79,9 @@ def check_privacy(value: Any) -> dict[str, Any] | None:
     if shadows and not merged["membership"]:
         raise ConfigError("privacy.lira_shadows needs privacy.membership: true")
     return merged
+
+
+SECTION_CHECKS.register("privacy", check_privacy)
 
 
 @dataclass(frozen=True)

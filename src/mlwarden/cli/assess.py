@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mlwarden.cli._console import console, progress
+from mlwarden.cli.options import LABEL_COLUMN, load_like
 from mlwarden.errors import ConfigError
 
 __all__ = ["assess"]
@@ -31,9 +32,7 @@ def assess(
     fail_under: list[str] = typer.Option(
         [], "--fail-under", help="Gate METRIC=THRESHOLD, e.g. robust_accuracy@0.1=0.6 (repeatable)."
     ),
-    label_column: str = typer.Option(
-        "label", "--label-column", help="Label column of a CSV dataset."
-    ),
+    label_column: str = LABEL_COLUMN,
     max_samples: int | None = typer.Option(
         None, "--max-samples", help="Override max_samples of the config."
     ),
@@ -64,6 +63,7 @@ def assess(
     from mlwarden.data import load_dataset
     from mlwarden.models import load_model
     from mlwarden.report import write_reports
+    from mlwarden.supplychain.signing import signature_verifier
 
     settings = load_config(config)
     if max_samples is not None or seed is not None:
@@ -88,7 +88,7 @@ def assess(
         model,
         input_shape=dataset.input_shape,
         clip_range=dataset.clip_range,
-        require_signature=require_signature,
+        verify=None if require_signature is None else signature_verifier(require_signature),
     )
     supply_chain = None
     if artifacts is not None:
@@ -117,12 +117,7 @@ def assess(
             first = False
 
         clean_train = (
-            load_dataset(
-                train_data,
-                label_column=label_column,
-                n_classes=dataset.n_classes,
-                clip_range=dataset.clip_range,
-            )
+            load_like(train_data, dataset, label_column=label_column)
             if train_data is not None
             else None
         )

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from mlwarden.cli._console import console
+from mlwarden.cli.options import LABEL_COLUMN, load_like
 from mlwarden.errors import ConfigError, SecurityWarning
 
 __all__ = ["app"]
@@ -53,12 +54,7 @@ def _load(model: str, data: str, train_data: str | None, label_column: str) -> t
     dataset = load_dataset(data, label_column=label_column)
     classifier = load_model(model, input_shape=dataset.input_shape, n_classes=dataset.n_classes)
     train = (
-        load_dataset(
-            train_data,
-            label_column=label_column,
-            n_classes=dataset.n_classes,
-            clip_range=dataset.clip_range,
-        )
+        load_like(train_data, dataset, label_column=label_column, split="test")
         if train_data is not None
         else None
     )
@@ -83,7 +79,7 @@ def membership(
         500, "--max-samples", help="Members and non-members evaluated (each)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample draw and the shadows."),
-    label_column: str = typer.Option("label", "--label-column", help="Label column of CSV data."),
+    label_column: str = LABEL_COLUMN,
 ) -> None:
     """Membership inference: loss threshold (Yeom et al.) and optionally LiRA (Carlini et al.)."""
     from mlwarden.assess.privacy import shadow_recipe
@@ -144,7 +140,7 @@ def invert(
     steps: int = typer.Option(300, "--steps", help="Gradient-ascent steps."),
     tv_weight: float = typer.Option(0.05, "--tv-weight", help="Total-variation prior weight."),
     l2_weight: float = typer.Option(0.01, "--l2-weight", help="L2 prior weight."),
-    label_column: str = typer.Option("label", "--label-column", help="Label column of CSV data."),
+    label_column: str = LABEL_COLUMN,
 ) -> None:
     """Model inversion (MI-Face, Fredrikson et al. 2015): one reconstruction per class."""
     from mlwarden.attacks.privacy import MIFace

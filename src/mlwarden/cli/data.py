@@ -18,6 +18,7 @@ import numpy as np
 import typer
 
 from mlwarden.cli._console import console, progress
+from mlwarden.cli.options import LABEL_COLUMN, load_like
 from mlwarden.errors import ConfigError
 
 __all__ = ["app"]
@@ -27,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+_POISON_ATTACKS_HELP = "Poisoning attack: badnets, blend or label-flip."
 _DATA_HELP = "Data: builtin:digits (its train split unless :test is given), .npz or .csv."
 
 
@@ -65,7 +67,7 @@ def _pattern(text: str) -> str | np.ndarray:
 @app.command("poison")
 def poison(
     data: str = typer.Option(..., "--data", "-d", help=_DATA_HELP),
-    attack: str = typer.Option(..., "--attack", "-a", help="badnets, blend or label-flip."),
+    attack: str = typer.Option(..., "--attack", "-a", help=_POISON_ATTACKS_HELP),
     rate: float = typer.Option(..., "--rate", help="Fraction of eligible samples to poison."),
     out: Path = typer.Option(..., "--out", "-o", help="Poisoned copy (.npz); truth beside it."),
     target_class: int | None = typer.Option(
@@ -87,36 +89,39 @@ def poison(
         None, "--source-class", help="Targeted label flip: only flip this class."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample draw (and noise pattern)."),
-    label_column: str = typer.Option("label", "--label-column", help="Label column of CSV data."),
+    label_column: str = LABEL_COLUMN,
 ) -> None:
     """Write a poisoned copy of the data and a ground-truth index file beside it."""
-    from mlwarden.attacks.poisoning import BadNets, Blend, LabelFlip, save_poisoned
+    from mlwarden.attacks.poisoning import get_poisoning_attack, save_poisoned
 
+    try:
+        cls = get_poisoning_attack(attack)
+    except ConfigError as exc:
+        raise ConfigError(f"--attack: {exc}") from None
+    backdoor_class = 0 if target_class is None else target_class
+    # Each attack's own options, read only for that attack (a bad --pattern fails only blend).
+    own_options: dict[str, Any] = {
+        "badnets": lambda: {
+            "target_class": backdoor_class,
+            "patch_size": patch_size,
+            "patch_position": _patch_position(patch_position),
+            "patch_value": patch_value,
+        },
+        "blend": lambda: {
+            "target_class": backdoor_class,
+            "alpha": alpha,
+            "pattern": _pattern(pattern),
+        },
+        "label-flip": lambda: {
+            "target_class": target_class,
+            "mode": mode,
+            "source_class": source_class,
+        },
+    }
     dataset = _load(data, label_column)
-    attacker: Any
-    if attack == "badnets":
-        attacker = BadNets(
-            rate=rate,
-            target_class=0 if target_class is None else target_class,
-            seed=seed,
-            patch_size=patch_size,
-            patch_position=_patch_position(patch_position),
-            patch_value=patch_value,
-        )
-    elif attack == "blend":
-        attacker = Blend(
-            rate=rate,
-            target_class=0 if target_class is None else target_class,
-            seed=seed,
-            alpha=alpha,
-            pattern=_pattern(pattern),
-        )
-    elif attack == "label-flip":
-        attacker = LabelFlip(
-            rate=rate, target_class=target_class, seed=seed, mode=mode, source_class=source_class
-        )
-    else:
-        raise ConfigError(f"--attack {attack!r}: choose badnets, blend or label-flip")
+    attacker = cls(
+        rate=rate, seed=seed, **own_options.get(attack, lambda: {"target_class": target_class})()
+    )
     result = attacker.poison(dataset)
     source = {"spec": data, "name": dataset.name, "sha256": dataset.digest()}
     data_path, truth_path = save_poisoned(result, out, source=source)
@@ -169,17 +174,20 @@ def inspect(
         help="Confirm activation clusters by exclusionary reclassification (one retraining).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of training and detectors."),
-    label_column: str = typer.Option("label", "--label-column", help="Label column of CSV data."),
+    label_column: str = LABEL_COLUMN,
 ) -> None:
     """Inspect training data for poison; write report.json and report.html."""
     from mlwarden import __version__
     from mlwarden.attacks.poisoning import load_truth
-    from mlwarden.data import load_dataset
-    from mlwarden.defenses.poisoning import DEFAULT_REMOVE_BY, inspect_training_data
+    from mlwarden.defenses.poisoning import (
+        DEFAULT_REMOVE_BY,
+        inspect_training_data,
+        inspection_detector_names,
+    )
     from mlwarden.defenses.poisoning.representations import LAYERS
     from mlwarden.defenses.poisoning.training import train_classifier
     from mlwarden.models import load_model
-    from mlwarden.report.inspection import write_inspection_reports
+    from mlwarden.report.inspection_writers import write_inspection_reports
 
     if layer not in LAYERS:
         raise ConfigError(f"--layer {layer!r}: choose {' or '.join(LAYERS)}")
@@ -188,14 +196,7 @@ def inspect(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
     names = tuple(n.strip() for n in remove_by.split(",")) if remove_by else DEFAULT_REMOVE_BY
-    known = {
-        "activation-clustering",
-        "spectral-signatures",
-        "label-errors",
-        "duplicates",
-        "feature-outliers",
-        "strip",
-    }
+    known = set(inspection_detector_names())
     unknown = sorted(set(names) - known)
     if unknown:
         raise ConfigError(
@@ -203,17 +204,7 @@ def inspect(
         )
     started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     dataset = _load(data, label_column)
-    holdout = (
-        load_dataset(
-            clean,
-            split="test",
-            label_column=label_column,
-            n_classes=dataset.n_classes,
-            clip_range=dataset.clip_range,
-        )
-        if clean
-        else None
-    )
+    holdout = load_like(clean, dataset, label_column=label_column) if clean else None
     record = load_truth(truth, n_samples=len(dataset)) if truth else None
     mask = None
     if record is not None:
@@ -250,7 +241,7 @@ def inspect(
         doc = inspection.to_dict(names)
         doc.update(
             {
-                "format": "mlwarden.data-inspection/1",
+                "format": "mlwarden.data-inspection/2",
                 "tool_version": __version__,
                 "created_at": started,
                 "model": model,
@@ -307,13 +298,7 @@ def _retrain(
     from mlwarden.data import load_dataset
 
     if test_spec is not None:
-        test = load_dataset(
-            test_spec,
-            split="test",
-            label_column=label_column,
-            n_classes=dataset.n_classes,
-            clip_range=dataset.clip_range,
-        )
+        test = load_like(test_spec, dataset, label_column=label_column)
     elif data_spec.startswith("builtin:"):
         name = data_spec.split(":")[1]
         test = load_dataset(f"builtin:{name}:test")

@@ -79,10 +79,10 @@ def run_extract(
     """
     from mlwarden._io import atomic_write_bytes, atomic_write_text
     from mlwarden.attacks.extraction import HttpVictim, KnockoffExtraction, LocalVictim
-    from mlwarden.attacks.extraction.plot import extraction_png
     from mlwarden.attacks.extraction.victim import Victim
     from mlwarden.data.readers import load_dataset
     from mlwarden.models.loading import load_model
+    from mlwarden.report.plots import extraction_png
 
     if budget < 1:
         raise ConfigError(f"--budget must be a positive integer, got {budget}")

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from mlwarden.cli._console import console
+from mlwarden.cli.options import BATCH_SIZE, EPOCHS, EVAL_SAMPLES, LABEL_COLUMN, LR, VAL_DATA
 
 __all__ = ["app"]
 
@@ -62,18 +63,18 @@ def adversarial(
     method: str = typer.Option(
         "pgd", "--method", help="pgd (Madry et al.) or trades (Zhang et al.)."
     ),
-    epochs: int = typer.Option(20, "--epochs", help="Training epochs."),
+    epochs: int = EPOCHS,
     warmup_epochs: float = typer.Option(
         5, "--warmup-epochs", help="Epochs over which ε rises linearly from 0 (0: none)."
     ),
     steps: int = typer.Option(7, "--steps", help="PGD steps per training batch."),
     trades_beta: float = typer.Option(6.0, "--trades-beta", help="TRADES robustness weight β."),
-    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Samples per step."),
-    eval_samples: int = typer.Option(500, "--eval-samples", help="Held-out samples in the curve."),
+    lr: float = LR,
+    batch_size: int = BATCH_SIZE,
+    eval_samples: int = EVAL_SAMPLES,
     seed: int = typer.Option(0, "--seed", help="Seed of shuffles and random starts."),
-    val_data: str | None = typer.Option(None, "--val-data", help="Held-out data for the curve."),
-    label_column: str = typer.Option("label", "--label-column", help="Label column of CSV data."),
+    val_data: str | None = VAL_DATA,
+    label_column: str = LABEL_COLUMN,
 ) -> None:
     """Adversarially train a model (PGD or TRADES) and write it with its record and curve."""
     from mlwarden.defenses.training import AdversarialTrainer
@@ -102,13 +103,13 @@ def smoothing(
         ..., "--sigma", help="Noise σ, the σ the model will be smoothed with."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Path of the noise-trained model (.pt2)."),
-    epochs: int = typer.Option(20, "--epochs", help="Training epochs."),
-    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Samples per step."),
-    eval_samples: int = typer.Option(500, "--eval-samples", help="Held-out samples in the curve."),
+    epochs: int = EPOCHS,
+    lr: float = LR,
+    batch_size: int = BATCH_SIZE,
+    eval_samples: int = EVAL_SAMPLES,
     seed: int = typer.Option(0, "--seed", help="Seed of shuffles and noise."),
-    val_data: str | None = typer.Option(None, "--val-data", help="Held-out data for the curve."),
-    label_column: str = typer.Option("label", "--label-column", help="Label column of CSV data."),
+    val_data: str | None = VAL_DATA,
+    label_column: str = LABEL_COLUMN,
 ) -> None:
     """Train a model under Gaussian noise σ for randomized smoothing; assess then certifies it."""
     from mlwarden.defenses.training import GaussianNoiseTrainer

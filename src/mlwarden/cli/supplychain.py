@@ -1,4 +1,4 @@
-"""``mlwarden keygen | sign | verify | scan | audit-deps``: supply-chain controls for models."""
+"""``mlwarden keygen | sign | verify | scan | check-deps``: supply-chain controls for models."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from mlwarden.cli._console import console
 from mlwarden.errors import ConfigError
 from mlwarden.report.findings import Severity
 
-__all__ = ["audit_deps", "keygen", "scan", "sign", "verify"]
+__all__ = ["check_deps", "keygen", "scan", "sign", "verify"]
 
 _FORMATS = ("table", "json", "sarif")
 _STYLE = {
@@ -195,7 +195,7 @@ def _print_scan(report: object) -> None:
         console.print(f"[dim]{len(report.skipped)} other file(s) are not model artifacts[/]")
 
 
-def audit_deps(
+def check_deps(
     requirements: Path | None = typer.Option(
         None, "--requirements", "-r", help="Pinned requirements file (name==version)."
     ),

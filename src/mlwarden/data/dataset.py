@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from typing import Literal
@@ -10,7 +11,7 @@ import numpy as np
 
 from mlwarden.errors import DataError
 
-__all__ = ["Dataset", "validate_arrays"]
+__all__ = ["Dataset", "check_label_range", "check_shapes", "validate_arrays"]
 
 DataKind = Literal["image", "tabular"]
 
@@ -43,23 +44,35 @@ class Dataset:
         return len(self.y)
 
     def digest(self) -> str:
-        """SHA-256 over inputs and labels: identifies exactly which data a result came from."""
+        """SHA-256 over inputs and labels, their shapes and dtypes: which data a result came from.
+
+        The same bytes with another shape (a reshaped ``x``) or dtype give another digest.
+        Digests made before mlwarden 0.2 hashed the bytes alone; the records that store a
+        digest carry a format version that says which (docs/report-schema.md).
+        """
         h = hashlib.sha256()
-        h.update(np.ascontiguousarray(self.x).tobytes())
-        h.update(np.ascontiguousarray(self.y).tobytes())
+        for name, array in (("x", self.x), ("y", self.y)):
+            h.update(f"{name}:{array.dtype.str}:{array.shape};".encode("ascii"))
+            h.update(np.ascontiguousarray(array).tobytes())
         return h.hexdigest()
+
+    def with_samples(
+        self, x: np.ndarray | None = None, y: np.ndarray | None = None, *, name: str | None = None
+    ) -> Dataset:
+        """A new dataset of the same task (classes, range, kind, feature names) with other samples.
+
+        ``x`` and ``y`` default to this dataset's own; the result is validated like any other.
+        """
+        return dataclasses.replace(
+            self,
+            name=self.name if name is None else name,
+            x=self.x if x is None else x,
+            y=self.y if y is None else y,
+        )
 
     def subset(self, indices: np.ndarray, name: str | None = None) -> Dataset:
         """The samples at ``indices``."""
-        return Dataset(
-            name=name or self.name,
-            x=self.x[indices],
-            y=self.y[indices],
-            n_classes=self.n_classes,
-            clip_range=self.clip_range,
-            kind=self.kind,
-            feature_names=self.feature_names,
-        )
+        return self.with_samples(self.x[indices], self.y[indices], name=name or self.name)
 
     def sample(self, max_samples: int | None, seed: int) -> Dataset:
         """At most ``max_samples`` samples, drawn without replacement with ``seed``."""
@@ -76,14 +89,7 @@ def validate_arrays(x: np.ndarray, y: np.ndarray, *, n_classes: int, source: str
         raise DataError(f"{source}: x and y must be NumPy arrays")
     if x.dtype != np.float32:
         raise DataError(f"{source}: x must be float32 after loading, got {x.dtype}")
-    if x.ndim < 2:
-        raise DataError(f"{source}: x must have a batch dimension, got shape {x.shape}")
-    if y.ndim != 1:
-        raise DataError(f"{source}: y must be one label per sample (1-D), got shape {y.shape}")
-    if len(x) != len(y):
-        raise DataError(f"{source}: x has {len(x)} samples but y has {len(y)} labels")
-    if len(x) == 0:
-        raise DataError(f"{source}: the dataset is empty")
+    check_shapes(x, y, source=source)
     if not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{source}: labels must be integers, got {y.dtype}")
     bad = ~np.isfinite(x)
@@ -93,8 +99,34 @@ def validate_arrays(x: np.ndarray, y: np.ndarray, *, n_classes: int, source: str
             f"{source}: x contains {int(bad.sum())} NaN/inf values (first at index {first}); "
             "impute or drop them before assessing"
         )
-    if y.min() < 0 or y.max() >= n_classes:
+    check_label_range(y, source=source, n_classes=n_classes)
+
+
+def check_shapes(x: np.ndarray, y: np.ndarray, *, source: str) -> None:
+    """Raise :class:`DataError` naming ``source`` unless ``x`` is a non-empty batch with one label each.
+
+    The one shape check of the data layer: readers call it before converting, and
+    :func:`validate_arrays` (every :class:`Dataset`) after.
+    """
+    if x.ndim < 2:
+        raise DataError(f"{source}: x must be (n_samples, ...), got shape {x.shape}")
+    if y.ndim != 1:
+        raise DataError(f"{source}: y must be 1-D, one label per sample, got shape {y.shape}")
+    if len(x) != len(y):
+        raise DataError(f"{source}: x has {len(x)} samples but y has {len(y)} labels")
+    if len(y) == 0:
+        raise DataError(f"{source}: the dataset is empty")
+
+
+def check_label_range(y: np.ndarray, *, source: str, n_classes: int | None = None) -> None:
+    """Raise :class:`DataError` unless labels lie in ``[0, n_classes)`` (``n_classes`` unknown: ``>= 0``)."""
+    if not len(y):
+        return
+    low, high = int(y.min()), int(y.max())
+    if n_classes is None:
+        if low < 0:
+            raise DataError(f"{source}: labels must be non-negative integers, found {low}")
+    elif low < 0 or high >= n_classes:
         raise DataError(
-            f"{source}: labels must lie in [0, {n_classes - 1}], got values from {int(y.min())} "
-            f"to {int(y.max())}"
+            f"{source}: labels must lie in [0, {n_classes - 1}], got values from {low} to {high}"
         )

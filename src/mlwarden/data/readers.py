@@ -15,7 +15,7 @@ from typing import BinaryIO
 import numpy as np
 
 from mlwarden.data.builtin import load_builtin
-from mlwarden.data.dataset import Dataset
+from mlwarden.data.dataset import Dataset, check_label_range, check_shapes
 from mlwarden.errors import DataError
 
 __all__ = ["load_dataset"]
@@ -171,16 +171,8 @@ def _finish(
     n_classes: int | None,
     clip_range: tuple[float, float] | None,
 ) -> Dataset:
-    if x.ndim < 2:
-        raise DataError(f"{name}: x must be (n_samples, ...), got shape {x.shape}")
-    if y.ndim != 1:
-        raise DataError(f"{name}: y must be 1-D, got shape {y.shape}")
-    if len(x) != len(y):
-        raise DataError(f"{name}: x has {len(x)} samples but y has {len(y)} labels")
-    if len(y) == 0:
-        raise DataError(f"{name}: the dataset is empty")
-    if len(y) and y.min() < 0:
-        raise DataError(f"{name}: labels must be non-negative integers, found {int(y.min())}")
+    check_shapes(x, y, source=name)
+    check_label_range(y, source=name)
     x = x.astype(np.float32)
     if not np.all(np.isfinite(x)):
         bad = int((~np.isfinite(x)).sum())

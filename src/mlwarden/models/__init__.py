@@ -1,5 +1,6 @@
 """Models under test: the classifier interface, framework adapters, safe loading and the zoo."""
 
+from mlwarden.models import zoo as _zoo  # noqa: F401  registers the zoo: scheme with load_model
 from mlwarden.models.base import Classifier, DifferentiableClassifier
 from mlwarden.models.loading import load_model
 from mlwarden.models.sklearn import SklearnClassifier

@@ -4,7 +4,7 @@ Accepted formats, chosen because loading them cannot run arbitrary Python code:
 
 * ``.pt2``: a ``torch.export`` program (``torch.export.save``); ``torch.export.load`` itself is
   not safe, so the archive is first checked to hold only tensors and plain graph data
-  (:mod:`mlwarden.models._export_archive`);
+  (:mod:`mlwarden.models.export_archive`);
 * ``.pt`` / ``.ts`` / ``.torchscript``: a TorchScript archive (``torch.jit.save``);
 * ``.skops``: a scikit-learn estimator saved with ``skops.io.dump``; only scikit-learn, NumPy and
   SciPy types are trusted;
@@ -15,6 +15,11 @@ Raw pickles (``.pkl``, ``.pickle``, ``.joblib``, ``torch.save`` checkpoints) are
 
 A sidecar file ``<model>.mlwarden.json`` may describe the model (``input_shape``,
 ``n_classes``, ``clip_range``) and how it was made; values given to :func:`load_model` win.
+
+A spec ``SCHEME:NAME`` whose scheme is registered in :data:`MODEL_SCHEMES` is handed to that
+scheme's loader (:mod:`mlwarden.models.zoo` registers ``zoo``), so this module imports none of
+them. Signature checks are injected: the caller passes ``verify`` (for example
+:func:`mlwarden.supplychain.signing.signature_verifier`), so models never import the supply chain.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import logging
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +37,26 @@ import numpy as np
 
 from mlwarden.errors import ModelError, SignatureError, UnsafeModelError
 from mlwarden.models.base import Classifier, ModelInfo
+from mlwarden.registry import Registry
 
-__all__ = ["SIDECAR_SUFFIX", "load_model", "read_sidecar", "sha256_file"]
+__all__ = [
+    "MODEL_SCHEMES",
+    "SIDECAR_SUFFIX",
+    "ModelVerifier",
+    "load_model",
+    "read_sidecar",
+    "sha256_file",
+]
 
 logger = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".mlwarden.json"
+
+ModelVerifier = Callable[[Path], object]
+"""Checks a model file before it is read and raises (a ``SignatureError``) when it must not be."""
+
+MODEL_SCHEMES: Registry[Callable[..., Classifier]] = Registry("model scheme")
+"""Loaders of ``SCHEME:NAME`` specs by scheme, called as ``loader(NAME, device=...)``."""
 _PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib", ".sav", ".dill", ".pth", ".ckpt", ".bin"}
 _TORCH_SUFFIXES = {".pt2", ".pt", ".ts", ".torchscript"}
 _SUPPORTED_SUFFIXES = _TORCH_SUFFIXES | {".skops", ".onnx"}
@@ -78,43 +98,42 @@ def load_model(
     n_classes: int | None = None,
     clip_range: tuple[float, float] | None = None,
     device: str = "cpu",
-    require_signature: str | Path | None = None,
+    verify: ModelVerifier | None = None,
 ) -> Classifier:
     """Load the model named by ``spec`` (a path or ``zoo:NAME``) as a :class:`Classifier`.
 
     Parameters
     ----------
-    require_signature
-        A PEM public key: the file is read only after its signature (``FILE.sig``, or the
-        folder's ``model.sig``) verifies with this key (:mod:`mlwarden.supplychain.signing`).
+    verify
+        Called with the model file before anything is read from it; it raises to refuse the
+        file. Pass ``signature_verifier(public_key)`` from :mod:`mlwarden.supplychain.signing`
+        to require a valid signature (``FILE.sig``, or the folder's ``model.sig``).
 
     Raises
     ------
     SignatureError
-        ``require_signature`` is given and the model has no valid signature by that key.
+        ``verify`` is given and refuses the file, or ``spec`` names a model with no file.
     UnsafeModelError
         The file is a pickle (or a ``torch.save`` checkpoint) that could execute code.
     ModelError
         The file is missing, unreadable, or its shape/classes cannot be determined.
     """
     text = str(spec)
-    if require_signature is not None and text.startswith("zoo:"):
-        raise SignatureError(
-            f"{text} is trained locally and has no signature; --require-signature needs a model file"
-        )
-    if text.startswith("zoo:"):
-        from mlwarden.models.zoo import load_zoo_model
-
-        return load_zoo_model(text[4:], device=device)
+    scheme, colon, name = text.partition(":")
+    if colon and scheme in MODEL_SCHEMES:
+        if verify is not None:
+            raise SignatureError(
+                f"{text} is trained locally and has no signature; "
+                "--require-signature needs a model file"
+            )
+        return MODEL_SCHEMES.get(scheme)(name, device=device)
     path = Path(text)
     if not path.exists():
         raise ModelError(f"model file {text!r} does not exist (or use zoo:digits-cnn)")
     if path.is_dir():
         raise ModelError(f"model path {text!r} is a directory; give the model file itself")
-    if require_signature is not None:
-        from mlwarden.supplychain.signing import verify_before_load
-
-        verify_before_load(path, require_signature)
+    if verify is not None:
+        verify(path)
     # Decide whether the file is safe to read before anything else, so an unsafe file is refused
     # as such even when its input shape is unknown.
     suffix = path.suffix.lower()
@@ -186,7 +205,7 @@ def _torch_archive_kind(path: Path) -> str:
             "export the model with torch.export.save (.pt2) or torch.jit.save (.pt)"
         )
     if any(n.endswith("archive_format") or "/models/" in n for n in names):
-        from mlwarden.models._export_archive import check_export_archive
+        from mlwarden.models.export_archive import check_export_archive
 
         check_export_archive(path)
         return "export"
@@ -213,7 +232,7 @@ def _load_torch(
 ) -> Classifier:
     import torch
 
-    from mlwarden.models.torch import TorchClassifier
+    from mlwarden.models.torch import TorchClassifier, set_eval
 
     try:
         if kind == "export":
@@ -224,6 +243,10 @@ def _load_torch(
                 module = torch.jit.load(str(path), map_location=device)
     except Exception as exc:  # torch raises many untyped errors for damaged archives
         raise ModelError(f"{path.name}: cannot load the PyTorch program ({exc})") from exc
+    # The loaded module is ours, not a caller's: freeze it once so the classifier runs it as is.
+    set_eval(module)
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
     if n_classes is None:
         with torch.no_grad():
             out = module(torch.zeros((2, *shape), dtype=torch.float32))

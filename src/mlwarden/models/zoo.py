@@ -28,6 +28,8 @@ from mlwarden._io import atomic_write_text, atomic_write_with
 from mlwarden.data.builtin import DatasetSplits, load_builtin
 from mlwarden.errors import ConfigError
 from mlwarden.models.base import Classifier
+from mlwarden.models.loading import MODEL_SCHEMES, SIDECAR_SUFFIX, load_model
+from mlwarden.models.torch import frozen_view
 
 __all__ = ["ZOO", "ZooEntry", "cache_dir", "load_zoo_model", "save_torch_model", "train_zoo_model"]
 
@@ -170,10 +172,7 @@ def save_torch_model(
     module: nn.Module, path: str | Path, *, input_shape: tuple[int, ...], metadata: dict[str, Any]
 ) -> Path:
     """Export ``module`` with ``torch.export`` (dynamic batch) and write it and its sidecar."""
-    from mlwarden.models.loading import SIDECAR_SUFFIX
-    from mlwarden.models.torch import _set_eval
-
-    _set_eval(module)  # exported graph modules (re-exported after hardening) refuse .eval()
+    module = frozen_view(module)  # evaluation mode, without changing the caller's module
     example = torch.zeros((2, *input_shape), dtype=torch.float32)
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
@@ -188,8 +187,6 @@ def train_zoo_model(name: str, out: str | Path, *, seed: int = 0) -> Path:
     ``out`` is a file path ending in the model's suffix, or a directory to write ``NAME<suffix>``
     into. Returns the model path.
     """
-    from mlwarden.models.loading import SIDECAR_SUFFIX
-
     entry = _entry(name)
     out = Path(out)
     if out.suffix:
@@ -244,8 +241,6 @@ def zoo_path(name: str) -> Path:
 
 def load_zoo_model(name: str, *, device: str = "cpu") -> Classifier:
     """Load zoo model ``name`` from the cache, training it first if needed."""
-    from mlwarden.models.loading import load_model
-
     path = zoo_path(name)
     if not path.exists():
         logger.info("training zoo model %s into %s", name, path)
@@ -253,3 +248,6 @@ def load_zoo_model(name: str, *, device: str = "cpu") -> Classifier:
     classifier = load_model(path, device=device)
     classifier.info["name"] = f"zoo:{name}"
     return classifier
+
+
+MODEL_SCHEMES.register("zoo", load_zoo_model)

@@ -10,7 +10,7 @@ from mlwarden.report.taxonomy import Taxonomy
 
 __all__ = ["REPORT_SCHEMA_VERSION", "Finding", "GateResult", "Report", "Severity"]
 
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "1.1"  # 1.1: data.sha256 covers shape and dtype
 
 
 class Severity(str, enum.Enum):

@@ -1,5 +1,7 @@
 """Render a :class:`~mlwarden.report.findings.Report` as JSON, SARIF 2.1.0 and HTML.
 
+The SARIF rendering lives in :mod:`mlwarden.report.sarif` (with the supply-chain logs' builders).
+
 Writers only render what the report holds; every file is written atomically.
 """
 
@@ -16,99 +18,23 @@ import yaml
 
 from mlwarden._io import atomic_write_text
 from mlwarden.errors import ReportError
-from mlwarden.report.findings import Report, Severity
+from mlwarden.report.findings import Report
 from mlwarden.report.plots import (
     accuracy_vs_eps_png,
     adversarial_examples_png,
     certified_accuracy_png,
+    extraction_png,
+    inversion_grid_png,
+    membership_roc_png,
 )
+from mlwarden.report.sarif import to_sarif, write_sarif
 
 __all__ = ["render_html", "to_sarif", "write_html", "write_json", "write_reports", "write_sarif"]
-
-_SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-_SARIF_LEVEL = {
-    Severity.CRITICAL: "error",
-    Severity.HIGH: "error",
-    Severity.MEDIUM: "warning",
-    Severity.LOW: "note",
-    Severity.INFO: "none",
-}
-_SECURITY_SEVERITY = {
-    Severity.CRITICAL: "9.5",
-    Severity.HIGH: "8.0",
-    Severity.MEDIUM: "5.5",
-    Severity.LOW: "3.0",
-    Severity.INFO: "0.0",
-}
 
 
 def write_json(report: Report, path: str | Path) -> Path:
     """Write the report's JSON document (schema in docs/report-schema.md)."""
     return atomic_write_text(path, json.dumps(report.to_dict(), indent=2, sort_keys=False) + "\n")
-
-
-def to_sarif(report: Report) -> dict[str, Any]:
-    """The report as a SARIF 2.1.0 log: one rule per finding id, one result per finding."""
-    rules: dict[str, dict[str, Any]] = {}
-    results = []
-    location = report.model.get("path") or report.model.get("name", "model")
-    for finding in report.findings:
-        tags = ["security", "machine-learning", *finding.taxonomy.atlas, *finding.taxonomy.owasp]
-        rules.setdefault(
-            finding.id,
-            {
-                "id": finding.id,
-                "name": finding.title,
-                "shortDescription": {"text": finding.title},
-                "help": {"text": finding.recommendation},
-                "helpUri": next(
-                    (r.url for r in finding.taxonomy.refs()), "https://atlas.mitre.org"
-                ),
-                "properties": {
-                    "tags": tags,
-                    "security-severity": _SECURITY_SEVERITY[finding.severity],
-                },
-            },
-        )
-        results.append(
-            {
-                "ruleId": finding.id,
-                "level": _SARIF_LEVEL[finding.severity],
-                "message": {"text": finding.summary},
-                "locations": [{"physicalLocation": {"artifactLocation": {"uri": str(location)}}}],
-                "properties": {
-                    "severity": finding.severity.value,
-                    "metrics": finding.metrics,
-                    "taxonomy": finding.taxonomy.to_dict(),
-                },
-            }
-        )
-    return {
-        "$schema": _SARIF_SCHEMA,
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "mlwarden",
-                        "version": report.tool_version,
-                        "informationUri": "https://github.com/mlwarden/mlwarden",
-                        "rules": list(rules.values()),
-                    }
-                },
-                "results": results,
-                "properties": {
-                    "passed": report.passed,
-                    "gates": [g.to_dict() for g in report.gates],
-                },
-            }
-        ],
-    }
-
-
-def write_sarif(report: Report, path: str | Path) -> Path:
-    """Write the SARIF 2.1.0 log for code-scanning dashboards."""
-    return atomic_write_text(path, json.dumps(to_sarif(report), indent=2) + "\n")
 
 
 def _b64(data: bytes) -> str:
@@ -153,15 +79,11 @@ def render_html(report: Report) -> str:
 def _extraction_plot(section: dict[str, Any] | None) -> str | None:
     if not section:
         return None
-    from mlwarden.attacks.extraction.plot import extraction_png
-
     return _b64(extraction_png(section["runs"], title="Model extraction: surrogate vs queries"))
 
 
 def _privacy_plots(section: dict[str, Any] | None) -> dict[str, str | None]:
     """The privacy section's ROC and inversion figures, as base64 PNGs (``None`` when absent)."""
-    from mlwarden.report.plots import inversion_grid_png, membership_roc_png
-
     plots: dict[str, str | None] = {"membership_plot": None, "inversion_plot": None}
     if not section:
         return plots

@@ -90,6 +90,7 @@ def load_served_model(config: ModelConfig, *, scan: bool = True) -> ServedModel:
     """
     from mlwarden.models.loading import load_model
     from mlwarden.report.findings import Severity
+    from mlwarden.supplychain.signing import signature_verifier
 
     path = artifact_path(config.source)
     if not path.is_file():
@@ -113,7 +114,7 @@ def load_served_model(config: ModelConfig, *, scan: bool = True) -> ServedModel:
                 f"model {config.name!r}: {config.source} has no signature; a public_key needs a "
                 "signed model file"
             )
-        classifier = load_model(path, require_signature=config.public_key)
+        classifier = load_model(path, verify=signature_verifier(config.public_key))
     else:
         classifier = load_model(path)
     served = attach_detectors(ServedModel(config=config, classifier=classifier))

@@ -391,15 +391,23 @@ def cvss3_base_score(vector: str) -> float:
         The vector lacks a base metric or has an unknown value.
     """
     metrics = dict(part.split(":", 1) for part in vector.split("/") if ":" in part)
+    missing = [m for m in ("AV", "AC", "PR", "UI", "S", "C", "I", "A") if m not in metrics]
+    if missing:
+        raise ValueError(f"CVSS vector {vector!r} lacks the base metric(s) {', '.join(missing)}")
+    if metrics["S"] not in ("U", "C"):
+        raise ValueError(f"CVSS vector {vector!r}: scope S must be U or C, got {metrics['S']!r}")
     scope_changed = metrics["S"] == "C"
-    pr = {"N": 0.85, "L": 0.68 if scope_changed else 0.62, "H": 0.5 if scope_changed else 0.27}[
-        metrics["PR"]
-    ]
+    privileges = {
+        "N": 0.85,
+        "L": 0.68 if scope_changed else 0.62,
+        "H": 0.5 if scope_changed else 0.27,
+    }
     try:
+        pr = privileges[metrics["PR"]]
         av, ac, ui = (_CVSS3[m][metrics[m]] for m in ("AV", "AC", "UI"))
         c, i, a = (_CVSS3[m][metrics[m]] for m in ("C", "I", "A"))
     except KeyError as exc:
-        raise ValueError(f"CVSS vector {vector!r} lacks or misspells {exc}") from exc
+        raise ValueError(f"CVSS vector {vector!r} has an unknown value {exc}") from None
     iss = 1 - (1 - c) * (1 - i) * (1 - a)
     impact = 7.52 * (iss - 0.029) - 3.25 * (iss - 0.02) ** 15 if scope_changed else 6.42 * iss
     exploitability = 8.22 * av * ac * pr * ui

@@ -7,15 +7,13 @@ every rule tagged with MITRE ATLAS AML.T0010 and OWASP ML06:2023 (supply chain).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path, PurePath
 from typing import Any
 
 from mlwarden import __version__
-from mlwarden._io import atomic_write_text
 from mlwarden.report.findings import Severity
+from mlwarden.report.sarif import SARIF_LEVEL, SECURITY_SEVERITY, sarif_log, write_sarif_document
 from mlwarden.report.taxonomy import ATLAS, OWASP_ML
-from mlwarden.report.writers import _SARIF_LEVEL, _SARIF_SCHEMA, _SECURITY_SEVERITY
 from mlwarden.supplychain.deps import AuditReport
 from mlwarden.supplychain.scan.results import ScanReport
 
@@ -95,35 +93,15 @@ def _rule(rule_id: str, title: str, help_text: str, severity: Severity) -> dict[
         "shortDescription": {"text": title},
         "help": {"text": help_text},
         "helpUri": _HELP_URI,
-        "properties": {"tags": _TAGS, "security-severity": _SECURITY_SEVERITY[severity]},
+        "properties": {"tags": _TAGS, "security-severity": SECURITY_SEVERITY[severity]},
     }
 
 
 def _log(rules: dict[str, dict[str, Any]], results: list[dict[str, Any]], **props: Any) -> dict:
-    return {
-        "$schema": _SARIF_SCHEMA,
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "mlwarden",
-                        "version": __version__,
-                        "informationUri": "https://github.com/mlwarden/mlwarden",
-                        "rules": list(rules.values()),
-                    }
-                },
-                "results": results,
-                "properties": {
-                    "taxonomy": {
-                        "atlas": [ATLAS["AML.T0010"].id],
-                        "owasp": [OWASP_ML["ML06:2023"].id],
-                    },
-                    **props,
-                },
-            }
-        ],
-    }
+    taxonomy = {"atlas": [ATLAS["AML.T0010"].id], "owasp": [OWASP_ML["ML06:2023"].id]}
+    return sarif_log(
+        rules, results, version=__version__, properties={"taxonomy": taxonomy, **props}
+    )
 
 
 def scan_to_sarif(report: ScanReport) -> dict[str, Any]:
@@ -135,9 +113,9 @@ def scan_to_sarif(report: ScanReport) -> dict[str, Any]:
         rule = rules.setdefault(issue.rule, _rule(issue.rule, title, help_text, issue.severity))
         # a rule's security-severity is its most severe result's
         if float(rule["properties"]["security-severity"]) < float(
-            _SECURITY_SEVERITY[issue.severity]
+            SECURITY_SEVERITY[issue.severity]
         ):
-            rule["properties"]["security-severity"] = _SECURITY_SEVERITY[issue.severity]
+            rule["properties"]["security-severity"] = SECURITY_SEVERITY[issue.severity]
         outer = issue.path.split("!", 1)[0].split("#", 1)[0]
         location: dict[str, Any] = {
             "physicalLocation": {"artifactLocation": {"uri": _uri(outer)}},
@@ -149,7 +127,7 @@ def scan_to_sarif(report: ScanReport) -> dict[str, Any]:
         results.append(
             {
                 "ruleId": issue.rule,
-                "level": _SARIF_LEVEL[issue.severity],
+                "level": SARIF_LEVEL[issue.severity],
                 "message": {"text": f"{issue.path}: {issue.message}"},
                 "locations": [location],
                 "properties": {
@@ -195,7 +173,7 @@ def audit_to_sarif(report: AuditReport) -> dict[str, Any]:
         results.append(
             {
                 "ruleId": vuln.id,
-                "level": _SARIF_LEVEL[vuln.severity],
+                "level": SARIF_LEVEL[vuln.severity],
                 "message": {
                     "text": f"{vuln.package.name} {vuln.package.version} is affected by {vuln.id}"
                     f" ({title}); fixed in: {vuln.fix}"
@@ -207,6 +185,5 @@ def audit_to_sarif(report: AuditReport) -> dict[str, Any]:
     return _log(rules, results, database=report.database, packages=len(report.packages))
 
 
-def write_sarif(document: dict[str, Any], path: str | Path) -> Path:
-    """Write a SARIF document atomically."""
-    return atomic_write_text(path, json.dumps(document, indent=2) + "\n")
+write_sarif = write_sarif_document
+"""Write a SARIF document atomically."""

@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ __all__ = [
     "default_signature_path",
     "generate_keypair",
     "sign_model",
+    "signature_verifier",
     "verify_before_load",
     "verify_model",
 ]
@@ -398,6 +399,21 @@ def verify_model(
 def _signed_digests(statement: dict[str, Any]) -> dict[str, str]:
     resources = statement.get("predicate", {}).get("resources", [])
     return {str(r.get("name")): str(r.get("digest")) for r in resources if isinstance(r, dict)}
+
+
+def signature_verifier(
+    public_key: str | os.PathLike[str],
+) -> Callable[[str | os.PathLike[str]], Verification]:
+    """A verifier for :func:`mlwarden.models.loading.load_model` (``verify=``).
+
+    It runs :func:`verify_before_load` with ``public_key`` on the model file, so the file is read
+    only after a signature by that key covers it.
+    """
+
+    def verify(model_file: str | os.PathLike[str]) -> Verification:
+        return verify_before_load(model_file, public_key)
+
+    return verify
 
 
 def verify_before_load(

@@ -8,7 +8,12 @@ success of a model trained on it.
 from __future__ import annotations
 
 from mlwarden.attacks.poisoning.badnets import PATCH_POSITIONS, BadNets
-from mlwarden.attacks.poisoning.base import PoisoningAttack, PoisonResult, TriggerAttack
+from mlwarden.attacks.poisoning.base import (
+    POISONING_ATTACKS,
+    PoisoningAttack,
+    PoisonResult,
+    TriggerAttack,
+)
 from mlwarden.attacks.poisoning.blend import Blend
 from mlwarden.attacks.poisoning.evaluation import BackdoorMetrics, evaluate_backdoor
 from mlwarden.attacks.poisoning.io import (
@@ -37,19 +42,8 @@ __all__ = [
     "truth_path_for",
 ]
 
-POISONING_ATTACKS: dict[str, type[PoisoningAttack]] = {
-    cls.name: cls for cls in (BadNets, Blend, LabelFlip)
-}
-"""Poisoning attacks by registry name (the CLI's ``--attack`` choices)."""
+for _cls in (BadNets, Blend, LabelFlip):
+    POISONING_ATTACKS.register(_cls.name, _cls)
 
-
-def get_poisoning_attack(name: str) -> type[PoisoningAttack]:
-    """The poisoning attack registered as ``name``."""
-    from mlwarden.errors import ConfigError
-
-    try:
-        return POISONING_ATTACKS[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown poisoning attack {name!r}; choose from: {', '.join(POISONING_ATTACKS)}"
-        ) from None
+get_poisoning_attack = POISONING_ATTACKS.get
+"""The poisoning attack registered as ``name``."""

@@ -17,8 +17,10 @@ import numpy as np
 
 from mlwarden.data.dataset import Dataset
 from mlwarden.errors import AttackError
+from mlwarden.params import KeywordParams
+from mlwarden.registry import Registry
 
-__all__ = ["PoisonResult", "PoisoningAttack", "TriggerAttack"]
+__all__ = ["POISONING_ATTACKS", "PoisonResult", "PoisoningAttack", "TriggerAttack"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class PoisonResult:
     def truth(self) -> dict[str, Any]:
         """The ground-truth record written next to a poisoned dataset (JSON values)."""
         return {
-            "format": "mlwarden.poison-truth/1",
+            "format": "mlwarden.poison-truth/2",
             "attack": self.attack,
             "params": self.params,
             "n_samples": len(self.dataset),
@@ -75,7 +77,7 @@ def _check_number(name: str, value: Any, low: float, high: float, *, closed_low:
     return float(value)
 
 
-class PoisoningAttack(ABC):
+class PoisoningAttack(KeywordParams, ABC):
     """Base class of every training-data poisoning attack.
 
     Parameters
@@ -96,18 +98,6 @@ class PoisoningAttack(ABC):
         self.rate = rate
         self.target_class = target_class
         self.seed = seed
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor's keyword parameters as stored (JSON values)."""
-        import inspect
-
-        names = [
-            p.name
-            for p in inspect.signature(type(self).__init__).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        ]
-        values = {n: getattr(self, n) for n in names}
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in values.items()}
 
     def _validate(self, dataset: Dataset) -> None:
         _check_number("rate", self.rate, 0.0, 1.0, closed_low=False)
@@ -150,15 +140,7 @@ class PoisoningAttack(ABC):
         chosen = np.sort(rng.choice(eligible, size=count, replace=False)).astype(np.int64)
         x, y = dataset.x.copy(), dataset.y.copy()
         x[chosen], y[chosen] = self._poison_samples(x[chosen], y[chosen], dataset, rng)
-        poisoned = Dataset(
-            name=f"{dataset.name}+{self.name}",
-            x=x,
-            y=y,
-            n_classes=dataset.n_classes,
-            clip_range=dataset.clip_range,
-            kind=dataset.kind,
-            feature_names=dataset.feature_names,
-        )
+        poisoned = dataset.with_samples(x, y, name=f"{dataset.name}+{self.name}")
         return PoisonResult(
             dataset=poisoned,
             indices=chosen,
@@ -176,6 +158,10 @@ class PoisoningAttack(ABC):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+POISONING_ATTACKS: Registry[type[PoisoningAttack]] = Registry("poisoning attack")
+"""Poisoning attacks by registry name (the CLI's ``--attack`` choices)."""
 
 
 class TriggerAttack(PoisoningAttack):

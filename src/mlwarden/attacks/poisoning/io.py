@@ -19,7 +19,9 @@ from mlwarden.errors import ConfigError, DataError
 
 __all__ = ["TRUTH_FORMAT", "attack_from_truth", "load_truth", "save_poisoned", "truth_path_for"]
 
-TRUTH_FORMAT = "mlwarden.poison-truth/1"
+TRUTH_FORMAT = "mlwarden.poison-truth/2"
+"""/2: its digests cover shape and dtype (:meth:`~mlwarden.data.Dataset.digest`); /1 still reads."""
+_READABLE_TRUTH_FORMATS = ("mlwarden.poison-truth/1", TRUTH_FORMAT)
 
 
 def truth_path_for(path: str | Path) -> Path:
@@ -73,7 +75,7 @@ def load_truth(path: str | Path, *, n_samples: int | None = None) -> dict[str, A
         raise DataError(f"truth file {str(path)!r} does not exist") from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable JSON truth file ({exc})") from None
-    if not isinstance(record, dict) or record.get("format") != TRUTH_FORMAT:
+    if not isinstance(record, dict) or record.get("format") not in _READABLE_TRUTH_FORMATS:
         raise DataError(f"{path}: not a {TRUTH_FORMAT} file (write one with mlwarden data poison)")
     indices = record.get("indices")
     if not isinstance(indices, list) or not all(

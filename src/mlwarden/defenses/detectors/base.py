@@ -15,7 +15,7 @@ import json
 import math
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -24,15 +24,17 @@ from mlwarden import __version__
 from mlwarden._io import atomic_write_text, atomic_write_with
 from mlwarden.errors import ConfigError, DataError, ModelError
 from mlwarden.models.base import Classifier
+from mlwarden.params import KeywordParams
+from mlwarden.registry import Registry
 
-__all__ = ["DETECTOR_FORMAT", "Detector", "load_detector"]
+__all__ = ["DETECTORS", "DETECTOR_FORMAT", "Detector", "load_detector"]
 
 DETECTOR_FORMAT = "mlwarden.detector/1"
 _META_FILE = "detector.json"
 _STATE_FILE = "state.npz"
 
 
-class Detector(ABC):
+class Detector(KeywordParams, ABC):
     """Base class of every input detector.
 
     Subclasses set :attr:`name`, take keyword-only hyperparameters in ``__init__`` (stored
@@ -62,18 +64,7 @@ class Detector(ABC):
         self.classifier = classifier
         self.batch_size = batch_size
 
-    # -- parameters ------------------------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
-        """The constructor's keyword parameters (JSON values), as stored on the instance."""
-        import inspect
-
-        names = [
-            p.name
-            for p in inspect.signature(type(self).__init__).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        ]
-        return {n: getattr(self, n) for n in names}
-
+    # -- parameters (``get_params`` from :class:`~mlwarden.params.KeywordParams`) -----------
     def _validate_params(self) -> None:
         if (
             isinstance(self.batch_size, bool)
@@ -197,7 +188,7 @@ class Detector(ABC):
         """Learned arrays to save (numeric only)."""
         return {}
 
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:  # noqa: B027 - stateless default
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`_state` returned."""
 
     def save(self, directory: str | Path) -> Path:
@@ -235,6 +226,10 @@ class Detector(ABC):
         return f"{type(self).__name__}({params})"
 
 
+DETECTORS: Registry[type[Detector]] = Registry("detector")
+"""Input detectors by name; saved detectors, config choices and the conformance tests read it."""
+
+
 def load_detector(directory: str | Path, classifier: Classifier | None = None) -> Detector:
     """Load a detector written by :meth:`Detector.save`, without unpickling anything.
 
@@ -251,8 +246,6 @@ def load_detector(directory: str | Path, classifier: Classifier | None = None) -
     ModelError
         The files are missing, malformed, of another format, or made for another model.
     """
-    from mlwarden.defenses.detectors.registry import get_detector
-
     folder = Path(directory)
     meta_path, state_path = folder / _META_FILE, folder / _STATE_FILE
     if not meta_path.is_file() or not state_path.is_file():
@@ -263,7 +256,7 @@ def load_detector(directory: str | Path, classifier: Classifier | None = None) -
         raise ModelError(f"{meta_path}: unreadable detector metadata ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != DETECTOR_FORMAT:
         raise ModelError(f"{meta_path}: not a {DETECTOR_FORMAT} file")
-    cls = get_detector(str(meta.get("detector")))
+    cls = DETECTORS.get(str(meta.get("detector")))
     recorded = meta.get("model_sha256")
     actual = getattr(classifier, "info", {}).get("sha256") if classifier is not None else None
     if recorded and actual and recorded != actual:

@@ -13,13 +13,19 @@ The run-time STRIP detector (Gao et al., 2019) lives with the other input detect
 
 from __future__ import annotations
 
-from mlwarden.defenses.poisoning.base import SampleFlags, precision_recall
+from mlwarden.defenses.poisoning.base import (
+    POISON_DETECTORS,
+    PoisonDetector,
+    SampleFlags,
+    precision_recall,
+)
 from mlwarden.defenses.poisoning.clustering import ActivationClustering, fisher_separation
 from mlwarden.defenses.poisoning.holdout import ClassDivergence, holdout_validation
 from mlwarden.defenses.poisoning.inspection import (
     DEFAULT_REMOVE_BY,
     Inspection,
     inspect_training_data,
+    inspection_detector_names,
 )
 from mlwarden.defenses.poisoning.representations import hidden_activations
 from mlwarden.defenses.poisoning.spectral import SpectralSignatures
@@ -32,11 +38,16 @@ from mlwarden.defenses.poisoning.statistics import (
 )
 from mlwarden.defenses.poisoning.training import train_classifier
 
+for _cls in (SpectralSignatures, ActivationClustering):
+    POISON_DETECTORS.register(_cls.name, _cls)
+
 __all__ = [
     "DEFAULT_REMOVE_BY",
+    "POISON_DETECTORS",
     "ActivationClustering",
     "ClassDivergence",
     "Inspection",
+    "PoisonDetector",
     "SampleFlags",
     "SpectralSignatures",
     "confident_joint",
@@ -47,6 +58,7 @@ __all__ = [
     "hidden_activations",
     "holdout_validation",
     "inspect_training_data",
+    "inspection_detector_names",
     "label_errors",
     "precision_recall",
     "train_classifier",

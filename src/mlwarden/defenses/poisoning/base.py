@@ -1,13 +1,29 @@
-"""What every poisoned-data detector returns: one score per sample, the flagged ones, and why."""
+"""The poisoned-data detector contract and what every detector returns.
+
+A :class:`PoisonDetector` is constructed with keyword-only hyperparameters (stored only) and
+``detect(features, labels)`` returns :class:`SampleFlags`: one score per sample, the flagged
+ones, and why. Representation detectors are registered in :data:`POISON_DETECTORS` by name.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["SampleFlags", "precision_recall"]
+from mlwarden.errors import DataError
+from mlwarden.params import KeywordParams
+from mlwarden.registry import Registry
+
+__all__ = [
+    "POISON_DETECTORS",
+    "PoisonDetector",
+    "SampleFlags",
+    "check_features",
+    "precision_recall",
+]
 
 
 @dataclass(frozen=True)
@@ -53,3 +69,38 @@ def precision_recall(flagged: np.ndarray, truth: np.ndarray) -> tuple[float, flo
     hits = int(np.sum(flagged & truth))
     n_flagged, n_true = int(flagged.sum()), int(truth.sum())
     return (hits / n_flagged if n_flagged else 0.0, hits / n_true if n_true else 0.0)
+
+
+def check_features(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``features`` as ``(n, d)`` float64 and ``labels`` as an array, one label per row.
+
+    Raises
+    ------
+    DataError
+        ``features`` is not 2-D or does not have one row per label.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels)
+    if features.ndim != 2 or len(features) != len(labels):
+        raise DataError(
+            f"features must be (n, d) with one label each, got {features.shape} and {labels.shape}"
+        )
+    return features, labels
+
+
+class PoisonDetector(KeywordParams, ABC):
+    """Base class of the detectors that read a model's hidden representations of the data.
+
+    Subclasses set :attr:`name`, take keyword-only hyperparameters in ``__init__`` (stored
+    only, read back by ``get_params``) and implement :meth:`detect`.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def detect(self, features: np.ndarray, labels: np.ndarray) -> SampleFlags:
+        """Score every sample of ``(n, d)`` ``features`` with training ``labels``; flag some."""
+
+
+POISON_DETECTORS: Registry[type[PoisonDetector]] = Registry("poison detector")
+"""Representation-based poisoned-data detectors by name."""

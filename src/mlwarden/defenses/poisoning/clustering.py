@@ -30,8 +30,8 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
-from mlwarden.defenses.poisoning.base import SampleFlags
-from mlwarden.errors import ConfigError, DataError
+from mlwarden.defenses.poisoning.base import PoisonDetector, SampleFlags, check_features
+from mlwarden.errors import ConfigError
 
 __all__ = ["ActivationClustering", "ClassClusters", "fisher_separation"]
 
@@ -73,7 +73,7 @@ def fisher_separation(points: np.ndarray, assignment: np.ndarray) -> float:
     return float(abs(pa.mean() - pb.mean()) / spread) if spread > 0 else float("inf")
 
 
-class ActivationClustering:
+class ActivationClustering(PoisonDetector):
     """2-means per class on reduced activations; flags the smaller cluster of poisoned classes.
 
     Parameters
@@ -141,13 +141,7 @@ class ActivationClustering:
     def clusters(self, features: np.ndarray, labels: np.ndarray) -> list[ClassClusters]:
         """Per class: the 2-means split of its reduced activations."""
         self._validate()
-        features = np.asarray(features, dtype=np.float64)
-        labels = np.asarray(labels)
-        if features.ndim != 2 or len(features) != len(labels):
-            raise DataError(
-                f"features must be (n, d) with one label each, got {features.shape} and "
-                f"{labels.shape}"
-            )
+        features, labels = check_features(features, labels)
         out: list[ClassClusters] = []
         for c in np.unique(labels):
             members = np.flatnonzero(labels == c)

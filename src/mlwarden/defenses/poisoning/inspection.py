@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mlwarden.data.dataset import Dataset
-from mlwarden.defenses.poisoning.base import SampleFlags, precision_recall
+from mlwarden.defenses.poisoning.base import POISON_DETECTORS, SampleFlags, precision_recall
 from mlwarden.defenses.poisoning.clustering import ActivationClustering
 from mlwarden.defenses.poisoning.holdout import ClassDivergence, holdout_validation
 from mlwarden.defenses.poisoning.representations import Layer, hidden_activations
@@ -30,7 +30,7 @@ from mlwarden.defenses.poisoning.statistics import feature_outliers, find_duplic
 from mlwarden.errors import DataError
 from mlwarden.models.base import Classifier
 
-__all__ = ["DEFAULT_REMOVE_BY", "Inspection", "inspect_training_data"]
+__all__ = ["DEFAULT_REMOVE_BY", "Inspection", "inspect_training_data", "inspection_detector_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,14 @@ DEFAULT_REMOVE_BY: tuple[str, ...] = ("activation-clustering", "label-errors", "
 remove a fixed share of every class by design, and outliers include rare clean samples)."""
 
 STRIP_FPR = 0.01
+
+MODEL_FREE_DETECTORS: tuple[str, ...] = ("feature-outliers", "duplicates", "label-errors")
+"""The checks that need no model (:mod:`~mlwarden.defenses.poisoning.statistics`)."""
+
+
+def inspection_detector_names() -> list[str]:
+    """Names of every detector :func:`inspect_training_data` can run (``--remove-by`` choices)."""
+    return sorted({*MODEL_FREE_DETECTORS, *POISON_DETECTORS.names(), "strip"})
 
 
 @dataclass

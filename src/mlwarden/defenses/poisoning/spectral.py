@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlwarden.defenses.poisoning.base import SampleFlags
-from mlwarden.errors import ConfigError, DataError
+from mlwarden.defenses.poisoning.base import PoisonDetector, SampleFlags, check_features
+from mlwarden.errors import ConfigError
 
 __all__ = ["SpectralSignatures"]
 
 
-class SpectralSignatures:
+class SpectralSignatures(PoisonDetector):
     """Score samples by their squared projection on their class's top singular vector.
 
     Parameters
@@ -45,13 +45,7 @@ class SpectralSignatures:
     @staticmethod
     def scores(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """``((r − r̄_c)·v_c)²`` per sample, ``v_c`` the top right singular vector of class ``c``."""
-        features = np.asarray(features, dtype=np.float64)
-        labels = np.asarray(labels)
-        if features.ndim != 2 or len(features) != len(labels):
-            raise DataError(
-                f"features must be (n, d) with one label each, got {features.shape} and "
-                f"{labels.shape}"
-            )
+        features, labels = check_features(features, labels)
         scores = np.zeros(len(labels))
         for c in np.unique(labels):
             members = np.flatnonzero(labels == c)

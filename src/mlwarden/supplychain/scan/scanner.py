@@ -209,11 +209,9 @@ class _Scanner:
             )
 
     def torch_export(self, path: Path, label: str) -> None:
-        try:
-            from mlwarden.models._export_archive import check_export_archive
-        except ImportError:  # pragma: no cover - shipped with mlwarden.models
-            self.sink.note(f"{label}: torch.export contents not checked beyond its pickles")
-            return
+        # A lower layer, imported when used: importing mlwarden.models loads PyTorch.
+        from mlwarden.models.export_archive import check_export_archive
+
         try:
             check_export_archive(path)
         except UnsafeModelError as exc:
