@@ -129,3 +129,37 @@ def test_black_box_advantage_of_independent_attacks_is_the_gap_between_the_best_
     curves["square"] = _rows(0.3)
     [row] = black_box_advantage(curves, {"fgsm", "pgd"}, cascade=False)
     assert row["extra_broken_share"] == pytest.approx(0.2)
+
+
+class Quantized(torch.nn.Module):
+    """Inputs rounded to 4 bits before the network."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(torch.round(x * 15) / 15)
+
+
+def test_a_quantizing_model_is_attacked_with_bpda_and_flagged(digits_cnn, digits_test) -> None:
+    quantized = _wrap(digits_cnn, Quantized(digits_cnn.module))
+    report = assess(quantized, digits_test, AssessConfig(**SMALL))
+    evasion = report.sections["evasion"]
+    assert evasion["adaptive"]["bpda_ops"] == ["round"]
+    assert "masking.vanishing_gradients" in {f.id for f in report.findings}
+    plain = assess(digits_cnn, digits_test, AssessConfig(**SMALL))
+    # rounding is no defence against an attack that passes its gradient straight through
+    assert report.metrics["robust_accuracy@0.1"] <= plain.metrics["robust_accuracy@0.1"] + 0.1
+
+
+def test_a_randomized_model_gets_eot_and_a_mean_over_draws(digits_cnn, digits_test) -> None:
+    noisy = _wrap(digits_cnn, NoisyInput(digits_cnn.module, 0.05))
+    report = assess(noisy, digits_test, AssessConfig(**SMALL))
+    evasion = report.sections["evasion"]
+    assert evasion["adaptive"]["randomized"] is True
+    assert evasion["adaptive"]["eot_samples"] == 5  # the quick profile's
+    [row] = evasion["randomized_robust_accuracy"]
+    low, high = row["interval"]
+    assert low <= row["mean"] <= high
+    assert report.metrics["robust_accuracy@0.1"] <= row["mean"]

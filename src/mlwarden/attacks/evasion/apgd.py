@@ -272,8 +272,9 @@ class APGDTargeted(_APGDBase):
 
     Parameters
     ----------
-    eps, norm, seed, batch_size
-        See :class:`~mlwarden.attacks.base.Attack` (``targeted`` must stay false).
+    eps, norm, targeted, seed, batch_size
+        See :class:`~mlwarden.attacks.base.Attack`. With ``targeted=True`` the target labels
+        are given, and the attack is one targeted-DLR APGD towards them.
     target_classes
         How many of the most likely wrong classes to try (at most ``n_classes - 1``).
     steps, restarts, eot_samples
@@ -309,11 +310,6 @@ class APGDTargeted(_APGDBase):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        if self.targeted:
-            raise AttackError(
-                "apgd-t picks its own target classes and succeeds on any misclassification; "
-                "use apgd with targeted=True to aim at given labels"
-            )
         value = self.target_classes
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise AttackError(f"apgd-t: target_classes must be an integer >= 1, got {value!r}")
@@ -323,6 +319,13 @@ class APGDTargeted(_APGDBase):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         assert isinstance(classifier, DifferentiableClassifier)
         generator = torch.Generator(device=x.device).manual_seed(seed)
+        if self.targeted:  # the target is given: one targeted-DLR APGD towards it
+            aimed = classification_objective(
+                classifier.logits, goal, targeted=True, loss="dlr", eot_samples=self.eot_samples
+            )
+            best, done, queries = _initial(aimed, x, self.eot_samples)
+            self._descend(aimed, x, classifier.clip_range, generator, best, done, queries)
+            return best, queries
         untargeted = classification_objective(
             classifier.logits, goal, targeted=False, loss="ce", eot_samples=self.eot_samples
         )
