@@ -1,10 +1,10 @@
 """Attacks against models, one per module, all behind :class:`~mlwarden.attacks.base.Attack`."""
 
 from mlwarden.attacks.base import Attack, AttackResult
-from mlwarden.attacks.evasion import FGSM, PGD, SquareAttack
+from mlwarden.attacks.evasion import FGSM, PGD, HopSkipJump, SquareAttack
 from mlwarden.attacks.registry import attack_names, get_attack, register
 
-for _cls in (FGSM, PGD, SquareAttack):
+for _cls in (FGSM, PGD, SquareAttack, HopSkipJump):
     register(_cls.name, _cls)
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "PGD",
     "Attack",
     "AttackResult",
+    "HopSkipJump",
     "SquareAttack",
     "attack_names",
     "get_attack",

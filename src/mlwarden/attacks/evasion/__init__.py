@@ -1,7 +1,8 @@
 """Evasion attacks: perturb inputs within an ε-ball to change the model's decision."""
 
 from mlwarden.attacks.evasion.fgsm import FGSM
+from mlwarden.attacks.evasion.hop_skip_jump import HopSkipJump
 from mlwarden.attacks.evasion.pgd import PGD
 from mlwarden.attacks.evasion.square import SquareAttack
 
-__all__ = ["FGSM", "PGD", "SquareAttack"]
+__all__ = ["FGSM", "PGD", "HopSkipJump", "SquareAttack"]
