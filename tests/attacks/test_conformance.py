@@ -18,6 +18,7 @@ from mlwarden.errors import AttackError
 FAST_PARAMS: dict[str, dict[str, object]] = {
     "pgd": {"steps": 5},
     "square": {"queries": 40},
+    "hsj": {"max_queries": 120, "max_iterations": 3, "initial_evals": 10, "init_tries": 10},
 }
 CASES = [(name, norm) for name in attack_names() for norm in get_attack(name).supported_norms]
 CASE_IDS = [f"{name}-{norm}" for name, norm in CASES]
@@ -40,7 +41,7 @@ def within_budget(size: np.ndarray, eps: float, norm: str) -> bool:
 
 
 def test_registry_holds_the_evasion_attacks() -> None:
-    assert {"fgsm", "pgd", "square"} <= set(attack_names())
+    assert {"fgsm", "pgd", "square", "hsj"} <= set(attack_names())
 
 
 @pytest.mark.parametrize("name", attack_names())

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlwarden.attacks import FGSM, PGD, SquareAttack, attack_names, get_attack, register
+from mlwarden.attacks import (
+    FGSM,
+    PGD,
+    HopSkipJump,
+    SquareAttack,
+    attack_names,
+    get_attack,
+    register,
+)
 from mlwarden.errors import AttackError, ConfigError
 
 
@@ -34,12 +42,6 @@ def test_attack_rejects_unknown_norm(name, tiny_vector_classifier, make_batch) -
     x, y = make_batch(tiny_vector_classifier)
     with pytest.raises(AttackError, match=r"\bnorm\b.*'l1'"):
         get_attack(name)(eps=0.1, norm="l1").generate(tiny_vector_classifier, x, y)
-
-
-def test_square_rejects_l2_norm(tiny_vector_classifier, make_batch) -> None:
-    x, y = make_batch(tiny_vector_classifier)
-    with pytest.raises(AttackError, match=r"\bnorm\b.*'l2'"):
-        SquareAttack(eps=0.1, norm="l2").generate(tiny_vector_classifier, x, y)
 
 
 @pytest.mark.parametrize("name", attack_names())
@@ -74,12 +76,37 @@ def test_fgsm_rejects_unknown_loss(tiny_vector_classifier, make_batch) -> None:
 
 @pytest.mark.parametrize(
     ("params", "parameter"),
-    [({"queries": 0}, "queries"), ({"p_init": 0.0}, "p_init"), ({"p_init": 1.5}, "p_init")],
+    [
+        ({"queries": 0}, "queries"),
+        ({"queries": True}, "queries"),
+        ({"p_init": 0.0}, "p_init"),
+        ({"p_init": 1.5}, "p_init"),
+        ({"p_init": True}, "p_init"),
+    ],
 )
 def test_square_rejects_bad_hyperparameters(params, parameter, tiny_vector_classifier, make_batch):
     x, y = make_batch(tiny_vector_classifier)
     with pytest.raises(AttackError, match=parameter):
         SquareAttack(eps=0.1, **params).generate(tiny_vector_classifier, x, y)
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"max_queries": 0}, "max_queries"),
+        ({"max_queries": 10.0}, "max_queries"),
+        ({"max_iterations": 0}, "max_iterations"),
+        ({"initial_evals": 0}, "initial_evals"),
+        ({"init_tries": 0}, "init_tries"),
+        ({"init_tries": True}, "init_tries"),
+        ({"gamma": 0.0}, "gamma"),
+        ({"gamma": float("inf")}, "gamma"),
+    ],
+)
+def test_hsj_rejects_bad_hyperparameters(params, parameter, tiny_vector_classifier, make_batch):
+    x, y = make_batch(tiny_vector_classifier)
+    with pytest.raises(AttackError, match=parameter):
+        HopSkipJump(eps=0.1, **params).generate(tiny_vector_classifier, x, y)
 
 
 @pytest.mark.parametrize("attack", [FGSM(eps=0.1), PGD(eps=0.1)], ids=["fgsm", "pgd"])
@@ -157,5 +184,5 @@ def test_registering_a_taken_name_raises() -> None:
 
 
 def test_unknown_attack_name_raises_config_error_listing_choices() -> None:
-    with pytest.raises(ConfigError, match=r"unknown attack 'deepfool'.*fgsm, pgd, square"):
+    with pytest.raises(ConfigError, match=r"unknown attack 'deepfool'.*fgsm, hsj, pgd, square"):
         get_attack("deepfool")

@@ -1,10 +1,10 @@
 """Attacks against models, one per module, all behind :class:`~mlwarden.attacks.base.Attack`."""
 
 from mlwarden.attacks.base import Attack, AttackResult
-from mlwarden.attacks.evasion import APGD, FGSM, PGD, APGDTargeted, SquareAttack
+from mlwarden.attacks.evasion import APGD, FGSM, PGD, APGDTargeted, HopSkipJump, SquareAttack
 from mlwarden.attacks.registry import attack_names, get_attack, register
 
-for _cls in (FGSM, PGD, APGD, APGDTargeted, SquareAttack):
+for _cls in (FGSM, PGD, APGD, APGDTargeted, SquareAttack, HopSkipJump):
     register(_cls.name, _cls)
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "APGDTargeted",
     "Attack",
     "AttackResult",
+    "HopSkipJump",
     "SquareAttack",
     "attack_names",
     "get_attack",

@@ -2,7 +2,8 @@
 
 from mlwarden.attacks.evasion.apgd import APGD, APGDTargeted
 from mlwarden.attacks.evasion.fgsm import FGSM
+from mlwarden.attacks.evasion.hop_skip_jump import HopSkipJump
 from mlwarden.attacks.evasion.pgd import PGD
 from mlwarden.attacks.evasion.square import SquareAttack
 
-__all__ = ["APGD", "FGSM", "PGD", "APGDTargeted", "SquareAttack"]
+__all__ = ["APGD", "FGSM", "PGD", "APGDTargeted", "HopSkipJump", "SquareAttack"]
