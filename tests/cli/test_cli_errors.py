@@ -209,10 +209,11 @@ CASES: list[tuple[str, Case, tuple[str, ...]]] = [
     ),
     ("bad-norm", _with_config({**SMALL, "norm": "l1"}), ("norm must be linf or l2", "'l1'")),
     (
-        "norm-the-attack-does-not-support",
-        _with_config({**SMALL, "norm": "l2", "attacks": ["square"]}),
-        ("square supports only", "linf"),
+        "profile-beside-attacks",
+        _with_config({**SMALL, "profile": "quick"}),
+        ("profile", "attacks", "not both"),
     ),
+    ("unknown-profile", _with_config({"profile": "thorough"}), ("profile", "'thorough'")),
     ("zero-max-samples", _with_config({**SMALL, "max_samples": 0}), ("max_samples",)),
     ("negative-seed-in-config", _with_config({**SMALL, "seed": -3}), ("seed", "-3")),
     (
