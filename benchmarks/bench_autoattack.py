@@ -164,10 +164,10 @@ def main() -> int:
                 clean = float(
                     (module(torch.from_numpy(sample.x)).argmax(1).numpy() == sample.y).mean()
                 )
-            ours, ours_s, masking = mlwarden_suite(
+            ours, ours_s, total_s, masking = mlwarden_suite(
                 module, data, norm, eps, "standard", args.samples
             )
-            quick, _, _ = mlwarden_suite(module, data, norm, eps, "quick", args.samples)
+            quick, _, _, _ = mlwarden_suite(module, data, norm, eps, "quick", args.samples)
             theirs, theirs_s = autoattack(module, sample.x, sample.y, norm, eps, name == "noisy")
             ratio = ours_s / theirs_s
             total_ratio = total_s / theirs_s
