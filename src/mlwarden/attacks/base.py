@@ -17,7 +17,8 @@ from typing import ClassVar, Literal, final
 import numpy as np
 import torch
 
-from mlwarden.errors import AttackError
+from mlwarden.data.dataset import check_labels
+from mlwarden.errors import AttackError, DataError
 from mlwarden.models.base import Classifier
 
 __all__ = ["NORMS", "Attack", "AttackResult", "Norm", "project"]
@@ -224,16 +225,11 @@ class Attack(ABC):
 
 
 def _labels(values: np.ndarray, n: int, n_classes: int, what: str) -> np.ndarray:
-    labels = np.asarray(values)
-    if labels.shape != (n,):
-        raise AttackError(f"{what} must have shape ({n},), got {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise AttackError(f"{what} must hold integer labels, got dtype {labels.dtype}")
-    if n and (labels.min() < 0 or labels.max() >= n_classes):
-        raise AttackError(
-            f"{what} must lie in [0, {n_classes - 1}], got values {labels.min()}..{labels.max()}"
-        )
-    return labels.astype(np.int64)
+    """The data layer's label check, as the attack contract's :class:`AttackError`."""
+    try:
+        return check_labels(values, n=n, n_classes=n_classes, source=what)
+    except DataError as exc:
+        raise AttackError(str(exc)) from None
 
 
 def _batch_seed(seed: int, start: int) -> int:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from mlwarden.errors import DataError
 
-__all__ = ["Dataset", "check_label_range", "check_shapes", "validate_arrays"]
+__all__ = ["Dataset", "check_label_range", "check_labels", "check_shapes", "validate_arrays"]
 
 DataKind = Literal["image", "tabular"]
 
@@ -102,20 +102,39 @@ def validate_arrays(x: np.ndarray, y: np.ndarray, *, n_classes: int, source: str
     check_label_range(y, source=source, n_classes=n_classes)
 
 
-def check_shapes(x: np.ndarray, y: np.ndarray, *, source: str) -> None:
+def check_shapes(x: Any, y: Any, *, source: str) -> None:
     """Raise :class:`DataError` naming ``source`` unless ``x`` is a non-empty batch with one label each.
 
-    The one shape check of the data layer: readers call it before converting, and
-    :func:`validate_arrays` (every :class:`Dataset`) after.
+    The one shape check of the data layer: readers call it before converting,
+    :func:`validate_arrays` (every :class:`Dataset`) after, trainers on their tensors (anything
+    with ``ndim``, ``shape`` and ``len`` works), and attacks through :func:`check_labels`.
     """
     if x.ndim < 2:
         raise DataError(f"{source}: x must be (n_samples, ...), got shape {x.shape}")
     if y.ndim != 1:
-        raise DataError(f"{source}: y must be 1-D, one label per sample, got shape {y.shape}")
+        raise DataError(
+            f"{source}: y must be 1-D, one label per sample, got shape {tuple(y.shape)}"
+        )
     if len(x) != len(y):
-        raise DataError(f"{source}: x has {len(x)} samples but y has {len(y)} labels")
+        raise DataError(
+            f"{source}: x has {len(x)} samples but y has {len(y)} labels (one label per sample)"
+        )
     if len(y) == 0:
         raise DataError(f"{source}: the dataset is empty")
+
+
+def check_labels(labels: Any, *, n: int, n_classes: int, source: str) -> np.ndarray:
+    """``labels`` as int64 after checking there is one integer label per sample, in range.
+
+    Raises :class:`DataError` naming ``source``.
+    """
+    y = np.asarray(labels)
+    if y.shape != (n,):
+        raise DataError(f"{source} must have shape ({n},), one label per sample, got {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{source} must hold integer labels, got dtype {y.dtype}")
+    check_label_range(y, source=source, n_classes=n_classes)
+    return y.astype(np.int64)
 
 
 def check_label_range(y: np.ndarray, *, source: str, n_classes: int | None = None) -> None:

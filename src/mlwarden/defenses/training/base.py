@@ -26,6 +26,7 @@ from mlwarden.attacks.evasion.gradient_descent import (
     projected_gradient_descent,
     random_start,
 )
+from mlwarden.data.dataset import check_shapes
 from mlwarden.errors import ConfigError, DataError
 
 __all__ = [
@@ -77,15 +78,7 @@ def as_tensors(x: Any, y: Any, *, what: str = "training data") -> tuple[torch.Te
     """``x`` as a float32 tensor and ``y`` as int64 labels, or :class:`DataError`."""
     xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
-    if xt.dim() < 2:
-        raise DataError(f"{what}: x must have a batch dimension, got shape {tuple(xt.shape)}")
-    if yt.dim() != 1 or len(yt) != len(xt):
-        raise DataError(
-            f"{what}: y must hold one label per sample, got shape {tuple(yt.shape)} for "
-            f"{len(xt)} inputs"
-        )
-    if len(xt) == 0:
-        raise DataError(f"{what} is empty")
+    check_shapes(xt, yt, source=what)
     if yt.is_floating_point() or yt.is_complex():
         raise DataError(f"{what}: labels must be integers, got {yt.dtype}")
     xt = xt.to(torch.float32)
