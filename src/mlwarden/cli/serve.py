@@ -83,7 +83,8 @@ def serve(
 
     app = create_app(cfg)
     if workers == 1:
-        console.print(f"serving {len(cfg.models)} model(s) on http://{host}:{port} (docs at /docs)")
+        docs = " (docs at /docs)" if cfg.docs else ""
+        console.print(f"serving {len(cfg.models)} model(s) on http://{host}:{port}{docs}")
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
         return
     app.state.gateway.close()
