@@ -345,6 +345,28 @@ def test_a_reservation_left_by_a_killed_process_returns_after_its_lease() -> Non
     assert limits.remaining_quota("k", "m") == 0  # confirmed charges stay for the day
 
 
+def test_a_confirmation_between_a_reservations_reads_never_admits_past_the_quota() -> None:
+    """Found by the two-replica kill test: reads in the wrong order admitted quota + 1."""
+    from mlwarden.serve.config import RateLimitConfig
+    from mlwarden.serve.quotas import RateLimits
+
+    limits = RateLimits(RateLimitConfig(daily_quota=1, key_prefix="race-test"))
+    admitted, first = limits.reserve_quota("k", "m", 1)
+    assert admitted.allowed and first is not None
+    real_get = limits.storage.get
+    reads: list[str] = []
+
+    def get(key: str) -> int:
+        reads.append(key)
+        if len(reads) == 2:  # the first request is audited and confirmed mid-way
+            limits.confirm_quota(first)
+        return real_get(key)
+
+    limits.storage.get = get  # type: ignore[method-assign]
+    second, lease = limits.reserve_quota("k", "m", 1)
+    assert not second.allowed and lease is None
+
+
 # -- finding 9: lifting restrictions; keys for scripts -------------------------------------------
 def _run(*argv: str) -> tuple[int, str]:
     from mlwarden.cli.app import main

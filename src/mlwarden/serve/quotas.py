@@ -118,12 +118,17 @@ class RateLimits:
         return f"{quota_key}/pending/{bucket}"
 
     def _used(self, quota_key: str, bucket: int) -> int:
-        """Confirmed queries plus live reservations (this lease bucket and the one before)."""
-        return (
-            self.storage.get(quota_key)
-            + self.storage.get(self._pending_key(quota_key, bucket))
-            + self.storage.get(self._pending_key(quota_key, bucket - 1))
+        """Confirmed queries plus live reservations (this lease bucket and the one before).
+
+        Three reads, not one snapshot: a confirmation moves queries from a pending counter to the
+        confirmed one (confirmed first, then pending), so the pending counters are read *before*
+        the confirmed one: a query moving in between is counted twice (a refusal that could
+        have fitted), never zero times (an admission past the quota).
+        """
+        pending = self.storage.get(self._pending_key(quota_key, bucket)) + self.storage.get(
+            self._pending_key(quota_key, bucket - 1)
         )
+        return pending + self.storage.get(quota_key)
 
     def reserve_quota(
         self, key_id: str, model: str, queries: int = 1
