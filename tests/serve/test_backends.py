@@ -162,6 +162,8 @@ def test_chain_matches_an_independent_recomputation(db: Database) -> None:
                 "latency_ms",
                 "alerts",
                 "client_ip",
+                "peer_ip",  # hashed when present (entries written before it existed lack it)
+                "client_request_id",
             )
         }
         text = json.dumps(fields, sort_keys=True, separators=(",", ":"))

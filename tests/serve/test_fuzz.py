@@ -40,6 +40,7 @@ def _build() -> tuple[Any, str]:
             f"sqlite:///{tmp}/fuzz.db",
             roles=_ROLES,
             rate_limits={"per_key_model": ["100000/second"], "daily_quota": 0},
+            docs=True,  # the fuzzer reads the OpenAPI document
         )
     )
     app = create_app(cfg, models={"digits": classifier, "other-model": classifier})

@@ -113,7 +113,12 @@ def replicas(
     procs = [_start(config, log), _start(config, tmp_path / "uvicorn-b.log")]
     try:
         _wait_ready(procs, log)
-        yield {"db": db, "procs": procs, "logs": [log, tmp_path / "uvicorn-b.log"]}
+        yield {
+            "db": db,
+            "config": cfg,
+            "procs": procs,
+            "logs": [log, tmp_path / "uvicorn-b.log"],
+        }
     finally:
         for proc, _ in procs:
             if proc.poll() is None:
@@ -190,8 +195,8 @@ def _hammer(
                     if stop is not None:  # a killed replica: send to the survivor
                         live = [u for u in live if u != url] or live
                     continue
-                with lock:
-                    answered.append((r.status_code, rid))
+                with lock:  # the gateway's own id for the entry (the client's is kept beside it)
+                    answered.append((r.status_code, r.headers.get("x-request-id", rid)))
                 if progress is not None:
                     progress.record(url, r.status_code)
 
@@ -273,3 +278,13 @@ def test_kill_9_of_a_replica_under_load_loses_no_acknowledged_entry(
     assert not missing, f"{len(missing)} acknowledged request(s) have no audit entry"
     chain = AuditLog(db).verify()
     assert chain.ok, chain.problems
+    # charged only what is audited: every charged query has a committed 200 entry of this key
+    from mlwarden.serve.quotas import RateLimits
+
+    limits = RateLimits(replicas["config"].rate_limits)
+    key_id = key.split("_")[1]
+    _, quota_key, _ = limits._quota_keys(key_id, "digits")
+    audited_ok = sum(
+        1 for row in AuditLog(db).rows() if row["key_id"] == key_id and row["status"] == 200
+    )
+    assert limits.storage.get(quota_key) <= audited_ok

@@ -6,6 +6,7 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -14,11 +15,16 @@ from rich.table import Table
 from mlwarden.cli._console import console
 from mlwarden.errors import ConfigError
 
+if TYPE_CHECKING:
+    from mlwarden.serve.db import Database
+
 __all__ = ["audit_app", "keys_app", "serve"]
 
 EXIT_TAMPERED = 3
 
-keys_app = typer.Typer(help="Create, list and revoke gateway API keys.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Create, list, revoke, restrict and unrestrict gateway API keys.", no_args_is_help=True
+)
 audit_app = typer.Typer(
     help="Verify and read the gateway's hash-chained audit log.", no_args_is_help=True
 )
@@ -77,7 +83,8 @@ def serve(
 
     app = create_app(cfg)
     if workers == 1:
-        console.print(f"serving {len(cfg.models)} model(s) on http://{host}:{port} (docs at /docs)")
+        docs = " (docs at /docs)" if cfg.docs else ""
+        console.print(f"serving {len(cfg.models)} model(s) on http://{host}:{port}{docs}")
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
         return
     app.state.gateway.close()
@@ -101,11 +108,17 @@ def keys_create(
     role: str = typer.Option(..., "--role", help="Role from the gateway config."),
     expires: str | None = typer.Option(None, "--expires", help="30d, 12h, or an ISO date."),
     name: str = typer.Option("", "--name", help="A label for humans."),
+    as_json: bool = typer.Option(
+        False, "--json", help='Print only {"key_id": ..., "key": ..., ...} on one line (scripts).'
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the key (scripts)."),
     config: Path | None = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
     db: str | None = typer.Option(None, "--db", help=_DB_HELP),
     table_prefix: str | None = typer.Option(None, "--table-prefix", help="Table name prefix."),
 ) -> None:
     """Create a key; the secret is printed once and only its hash is stored."""
+    if as_json and quiet:
+        raise ConfigError("give --json or --quiet, not both")
     from mlwarden.serve.db import Database
     from mlwarden.serve.keys import KeyStore, parse_expiry
 
@@ -120,6 +133,22 @@ def keys_create(
             )
     store = KeyStore(Database(uri, prefix=prefix))
     record, secret = store.create(role, name=name, expires_at=parse_expiry(expires))
+    if quiet:
+        typer.echo(secret)
+        return
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "key_id": record.key_id,
+                    "key": secret,
+                    "role": record.role,
+                    "name": record.name,
+                    "expires_at": record.expires_at,
+                }
+            )
+        )
+        return
     console.print(
         f"created key [bold]{record.key_id}[/] (role {escape(role)}, expires "
         f"{_when(record.expires_at)}); store it now, it is not shown again:"
@@ -168,8 +197,69 @@ def keys_revoke(
     from mlwarden.serve.keys import KeyStore
 
     uri, prefix = _database(config, db, table_prefix)
-    record = KeyStore(Database(uri, prefix=prefix)).revoke(key_id)
+    database = Database(uri, prefix=prefix)
+    record = KeyStore(database).revoke(key_id)
+    _audit_operator(database, record.key_id, "revoke", "operator")
     console.print(f"revoked key [bold]{record.key_id}[/] at {_when(record.revoked_at)}")
+
+
+def _audit_operator(database: Database, key_id: str, action: str, reason: str) -> None:
+    """One audit entry for an operator's change to a key (chained like every request)."""
+    import uuid
+
+    from mlwarden.serve.audit import AuditEntry, AuditLog
+
+    AuditLog(database).append(
+        AuditEntry(
+            request_id=uuid.uuid4().hex,
+            key_id=key_id,
+            action=action,
+            decision="allow",
+            reason=reason,
+            status=0,
+            client_ip="cli",
+            peer_ip="cli",
+        )
+    )
+
+
+@keys_app.command("restrict")
+def keys_restrict(
+    key_id: str = typer.Argument(..., help="The key id (the part after mlw_)."),
+    level: str = typer.Option(
+        "throttle", "--level", help="throttle, label_only or block (replaces the current one)."
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
+    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    table_prefix: str | None = typer.Option(None, "--table-prefix", help="Table name prefix."),
+) -> None:
+    """Set a key's restriction (audited); every replica applies it from its next request."""
+    from mlwarden.serve.db import Database
+    from mlwarden.serve.keys import KeyStore
+
+    uri, prefix = _database(config, db, table_prefix)
+    database = Database(uri, prefix=prefix)
+    record = KeyStore(database).set_restriction(key_id, level)
+    _audit_operator(database, record.key_id, "restrict", f"operator:{level}")
+    console.print(f"key [bold]{record.key_id}[/] is now restricted to {level}")
+
+
+@keys_app.command("unrestrict")
+def keys_unrestrict(
+    key_id: str = typer.Argument(..., help="The key id (the part after mlw_)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
+    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    table_prefix: str | None = typer.Option(None, "--table-prefix", help="Table name prefix."),
+) -> None:
+    """Lift a key's restriction (the monitor's or an operator's); audited."""
+    from mlwarden.serve.db import Database
+    from mlwarden.serve.keys import KeyStore
+
+    uri, prefix = _database(config, db, table_prefix)
+    database = Database(uri, prefix=prefix)
+    record = KeyStore(database).set_restriction(key_id, None)
+    _audit_operator(database, record.key_id, "unrestrict", "operator")
+    console.print(f"key [bold]{record.key_id}[/] is no longer restricted")
 
 
 @audit_app.command("verify")

@@ -11,6 +11,8 @@ are re-exported.
 from __future__ import annotations
 
 import contextlib
+import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +22,7 @@ from fastapi.openapi.utils import get_openapi
 from mlwarden import __version__
 from mlwarden.errors import ConfigError
 from mlwarden.models.base import Classifier
+from mlwarden.serve.audit import AuditEntry
 from mlwarden.serve.config import GatewayConfig
 from mlwarden.serve.gateway import Gateway, MonitorHook, build_monitor
 from mlwarden.serve.middleware import AuditMiddleware, RequestContext
@@ -28,6 +31,7 @@ from mlwarden.serve.routes import Problem, add_routes
 __all__ = [
     "AuditMiddleware",
     "Gateway",
+    "MalformedRequestRecorder",
     "MonitorHook",
     "Problem",
     "RequestContext",
@@ -35,6 +39,41 @@ __all__ = [
     "build_monitor",
     "create_app",
 ]
+
+
+#: What uvicorn logs (on ``uvicorn.error``, at WARNING) when it refuses a request itself.
+_SERVER_REFUSALS = {
+    "Invalid HTTP request received.": "malformed_http",
+    "Unsupported upgrade request.": "unsupported_upgrade",
+}
+
+
+class MalformedRequestRecorder(logging.Handler):
+    """Counts and audits the requests uvicorn answers 400 before the app sees them.
+
+    Attached to the ``uvicorn.error`` logger while the app runs. Each refusal adds one to
+    ``mlwarden_malformed_requests_total`` and one audit entry (status 400, reason
+    ``malformed_http``; uvicorn's log record carries no peer address, so ``client_ip`` is ``-``).
+    Limit: uvicorn only emits the record when its log level is ``warning`` or more verbose
+    (``mlwarden serve`` runs at ``warning``); at ``error`` such requests go uncounted.
+    """
+
+    def __init__(self, gateway: Gateway) -> None:
+        super().__init__(level=logging.WARNING)
+        self.gateway = gateway
+
+    def emit(self, record: logging.LogRecord) -> None:
+        reason = _SERVER_REFUSALS.get(str(record.msg))
+        if reason is None:
+            return
+        self.gateway.metrics.malformed.inc()
+        self.gateway.metrics.observe("-", 400, 0.0, reason)
+        try:
+            self.gateway.audit.append_nowait(
+                AuditEntry(request_id=uuid.uuid4().hex, reason=reason, status=400, decision="deny")
+            )
+        except Exception:  # the log handler must never raise into the server
+            logging.getLogger(__name__).error("audit log unavailable for a refused request")
 
 
 def create_app(
@@ -63,11 +102,26 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        gateway.close()
+        server_log = logging.getLogger("uvicorn.error")
+        recorder = MalformedRequestRecorder(gateway)
+        server_log.addHandler(recorder)
+        try:
+            yield
+        finally:
+            server_log.removeHandler(recorder)
+            gateway.close()
 
+    docs = config.docs
     app = FastAPI(
         lifespan=lifespan,
+        # no redirects at all: Starlette's trailing-slash redirect builds its Location from the
+        # Host header (an open redirect) and answers before any key is checked
+        redirect_slashes=False,
+        # Swagger UI loads its script from a CDN, and the OpenAPI document names every model:
+        # both only when the configuration asks for them
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
         title="mlwarden gateway",
         version=__version__,
         description="A defended inference gateway: API keys, roles, rate limits, output "

@@ -7,12 +7,35 @@ configured model names only (never file paths).
 
 from __future__ import annotations
 
+import dataclasses
 from fnmatch import fnmatchcase
 
 from mlwarden.models.output_policy import OutputPolicy
-from mlwarden.serve.config import GatewayConfig
+from mlwarden.serve.config import ALL_CLASSES, GatewayConfig
 
-__all__ = ["Authorizer"]
+__all__ = ["Authorizer", "effective_output"]
+
+
+def _shows_all_classes(policy: OutputPolicy) -> OutputPolicy:
+    """``policy`` with ``top_k`` unbounded unless its mode is ``top_k`` (where it means something)."""
+    if policy.mode == "top_k" or policy.top_k == ALL_CLASSES:
+        return policy
+    return dataclasses.replace(policy, top_k=ALL_CLASSES)
+
+
+def effective_output(model: OutputPolicy, role: OutputPolicy | None) -> OutputPolicy:
+    """The output policy a key gets on a model: the stricter of each field of the two policies.
+
+    ``mode`` the more restrictive (``probabilities`` < ``top_k`` < ``label``), ``decimals`` the
+    fewer (``None``, full precision, is the loosest) and ``top_k`` the fewer, where a policy
+    whose mode is not ``top_k`` shows every class (its ``top_k`` field limits nothing). A role's
+    ``output`` block read from ``gateway.yaml`` leaves the fields it does not set at their loosest,
+    so it tightens only what it names. A role can never loosen a model's policy.
+    """
+    combined = _shows_all_classes(model)
+    if role is not None:
+        combined = combined.stricter(_shows_all_classes(role))
+    return combined
 
 
 class Authorizer:

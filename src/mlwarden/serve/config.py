@@ -8,12 +8,23 @@ grant (least privilege): a role without grants can do nothing, a model not liste
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from limits import parse
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from mlwarden.errors import ConfigError
 from mlwarden.models.output_policy import OUTPUT_MODES, OutputPolicy
@@ -22,6 +33,7 @@ from mlwarden.serve.restriction import LADDER
 
 __all__ = [
     "ACTIONS",
+    "ALL_CLASSES",
     "MODEL_NAME_PATTERN",
     "OUTPUT_MODES",
     "AuditConfig",
@@ -46,6 +58,9 @@ _ROLE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _GLOB_PATTERN = re.compile(r"^[A-Za-z0-9_.*?-]{1,64}$")
 #: ``per_alert`` (each alert's own action) or one rung of the restriction ladder for every alert.
 _MONITOR_ACTIONS = ("per_alert", *LADDER)
+#: ``top_k`` of a policy that does not limit the classes shown (``probabilities`` mode, or a
+#: role that sets no ``top_k``): larger than any model's class count.
+ALL_CLASSES = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -109,6 +124,9 @@ class RateLimitConfig:
         The limit applied on top when the extraction monitor throttles a key.
     key_prefix
         Namespace of the counters in the storage (lets tests and deployments share a Redis).
+    quota_lease_s
+        How long a quota reservation of a request whose audit entry was never committed (the
+        process was killed) holds its queries before they return to the key (10-3600 s).
     """
 
     storage: str = "memory://"
@@ -117,6 +135,7 @@ class RateLimitConfig:
     daily_quota: int = 1000
     throttle: str = "1/second"
     key_prefix: str = "mlwarden"
+    quota_lease_s: int = 120
 
 
 @dataclass(frozen=True)
@@ -188,6 +207,14 @@ class GatewayConfig:
     metrics_public
         Serve ``/metrics`` without a key (only behind a private bind); by default it needs a
         key whose role grants ``metrics``.
+    scan_models
+        Scan every model file before loading it (refuse medium findings and worse).
+    trusted_proxies
+        Addresses or networks (``10.0.0.0/8``) of reverse proxies whose ``X-Forwarded-For`` is
+        believed; empty by default, so the audit log's client address is the TCP peer.
+    docs
+        Serve ``/docs`` and ``/openapi.json``. Off by default: Swagger UI loads its script from a
+        CDN (not offline) and the OpenAPI document lists every model name.
     """
 
     models: dict[str, ModelConfig]
@@ -200,116 +227,246 @@ class GatewayConfig:
     max_body_bytes: int = 1_048_576
     metrics_public: bool = False
     scan_models: bool = True
+    trusted_proxies: tuple[str, ...] = ()
+    docs: bool = False
 
 
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
-    return value
+# -- the file's schema ------------------------------------------------------------------------
+# pydantic models of gateway.yaml as written: unknown keys are errors (extra="forbid"), types are
+# strict (``"false"`` is not a boolean, ``"5"`` is not a number, ``true`` is not 1), and every bad
+# value is reported at once, by its path. :func:`gateway_config_from_dict` turns a validated file
+# into the frozen dataclasses above (paths resolved against the file's folder).
+
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+_PositiveInt = Annotated[int, Field(ge=1)]
+_NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
-def _known(data: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: "
-            f"{', '.join(sorted(allowed))}"
-        )
+def _check_limit_text(text: str) -> str:
+    try:
+        parse(text)
+    except ValueError:
+        raise ValueError(
+            f"rate limit {text!r} is not in limits notation (e.g. 20/second)"
+        ) from None
+    return text
 
 
-def _str_list(value: Any, where: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where} must be a list of strings, got {value!r}")
-    return tuple(value)
+_LimitText = Annotated[str, AfterValidator(_check_limit_text)]
 
 
-def _output(value: Any, where: str) -> OutputPolicy:
-    data = _mapping(value, where)
-    _known(data, {"mode", "decimals", "top_k"}, where)
-    decimals = data.get("decimals", 2)
-    if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 8:
-        raise ConfigError(f"{where}.decimals must be an integer in [0, 8], got {decimals!r}")
-    return OutputPolicy(**data)
+class _OutputFile(BaseModel):
+    """An ``output:`` block; fields left out do not tighten anything (see :func:`_loosest`)."""
+
+    model_config = _STRICT
+    mode: Literal["probabilities", "top_k", "label"] | None = None
+    decimals: Annotated[int, Field(ge=0, le=8)] | None = None
+    top_k: _PositiveInt | None = None
 
 
-def _positive_int(value: Any, where: str, *, allow_zero: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
-        raise ConfigError(
-            f"{where} must be a {'non-negative' if allow_zero else 'positive'} integer, got {value!r}"
-        )
-    return value
+class _DetectorFile(BaseModel):
+    model_config = _STRICT
+    path: str
+    action: Literal["flag", "reject"] = "flag"
 
 
-def _model(name: str, raw: Any, base: Path) -> ModelConfig:
-    where = f"models.{name}"
-    if not isinstance(name, str) or not MODEL_NAME_PATTERN.fullmatch(name):
-        raise ConfigError(
+class _ModelFile(BaseModel):
+    model_config = _STRICT
+    source: Annotated[str, Field(min_length=1)]
+    public_key: str | None = None
+    output: _OutputFile = _OutputFile()
+    max_batch: _PositiveInt = 64
+    detectors: list[_DetectorFile] = []
+
+
+def _check_glob(pattern: str) -> str:
+    if not _GLOB_PATTERN.fullmatch(pattern):
+        raise ValueError(f"{pattern!r} is not a model name or glob")
+    return pattern
+
+
+class _GrantFile(BaseModel):
+    model_config = _STRICT
+    models: list[Annotated[str, AfterValidator(_check_glob)]]
+    actions: list[Literal["predict", "explain", "admin", "metrics"]]
+    output: _OutputFile | None = None
+
+
+class _RoleFile(BaseModel):
+    model_config = _STRICT
+    grants: list[_GrantFile] = []
+
+
+class _RateLimitsFile(BaseModel):
+    model_config = _STRICT
+    storage: str = "memory://"
+    strategy: Literal["moving-window", "fixed-window"] = "moving-window"
+    per_key_model: list[_LimitText] = ["50/second"]
+    daily_quota: _NonNegativeInt = 1000
+    throttle: _LimitText = "1/second"
+    key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = "mlwarden"
+    quota_lease_s: Annotated[int, Field(ge=10, le=3600)] = 120
+
+
+class _AuditFile(BaseModel):
+    model_config = _STRICT
+    synchronous: Literal["normal", "full"] = "normal"
+    batch_max: _PositiveInt = 256
+    mode: Literal["auto", "inline", "group"] = "auto"
+
+
+class _MonitorFile(BaseModel):
+    model_config = _STRICT
+    enabled: bool = False
+    action: Literal["per_alert", "none", "throttle", "label_only", "block"] = "per_alert"
+    options: dict[str, Any] = {}
+    reference: str | None = None
+    webhook_url: Annotated[str, Field(pattern=r"^https?://[^\s/?#]+(/[^\s]*)?$")] | None = None
+    expose_alerts: bool = True
+
+    @field_validator("options")
+    @classmethod
+    def _options_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from mlwarden.serve.monitor import MonitorConfig  # scipy is only paid for when used
+
+        try:
+            MonitorConfig.from_dict(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+def _check_model_name(name: str) -> str:
+    if not MODEL_NAME_PATTERN.fullmatch(name):
+        raise ValueError(
             f"model name {name!r} is not allowed; use letters, digits, '_', '-' and single dots"
         )
-    if isinstance(raw, str):
-        raw = {"source": raw}
-    data = _mapping(raw, where)
-    _known(data, {"source", "public_key", "output", "max_batch", "detectors"}, where)
-    source = data.get("source")
-    if not isinstance(source, str) or not source:
-        raise ConfigError(f"{where}.source must be a model path or zoo:NAME")
-    if not source.startswith("zoo:") and not Path(source).is_absolute():
-        source = str(base / source)
-    public_key = data.get("public_key")
-    key_path = None
-    if public_key is not None:
-        key_path = Path(public_key) if Path(public_key).is_absolute() else base / public_key
-    detectors = []
-    for i, det in enumerate(data.get("detectors") or []):
-        det_data = _mapping(det, f"{where}.detectors[{i}]")
-        _known(det_data, {"path", "action"}, f"{where}.detectors[{i}]")
-        if "path" not in det_data:
-            raise ConfigError(f"{where}.detectors[{i}].path is required")
-        det_path = Path(det_data["path"])
-        detectors.append(
-            DetectorConfig(
-                path=det_path if det_path.is_absolute() else base / det_path,
-                action=det_data.get("action", "flag"),
-            )
-        )
-    return ModelConfig(
-        name=name,
-        source=source,
-        public_key=key_path,
-        output=_output(data.get("output"), f"{where}.output"),
-        max_batch=_positive_int(data.get("max_batch", 64), f"{where}.max_batch"),
-        detectors=tuple(detectors),
-    )
+    return name
 
 
-def _role(name: str, raw: Any) -> RoleConfig:
-    where = f"roles.{name}"
-    if not isinstance(name, str) or not _ROLE_PATTERN.fullmatch(name):
-        raise ConfigError(f"role name {name!r} is not allowed (letters, digits, '_', '.', '-')")
-    if isinstance(raw, list):
-        raw = {"grants": raw}
-    data = _mapping(raw, where)
-    _known(data, {"grants"}, where)
-    grants = []
-    for i, grant in enumerate(data.get("grants") or []):
-        gw = f"{where}.grants[{i}]"
-        g = _mapping(grant, gw)
-        _known(g, {"models", "actions", "output"}, gw)
-        models = _str_list(g.get("models", []), f"{gw}.models")
-        for pattern in models:
-            if not _GLOB_PATTERN.fullmatch(pattern):
-                raise ConfigError(f"{gw}.models: {pattern!r} is not a model name or glob")
-        actions = _str_list(g.get("actions", []), f"{gw}.actions")
-        for action in actions:
-            if action not in ACTIONS:
-                raise ConfigError(f"{gw}.actions: {action!r} is not one of {', '.join(ACTIONS)}")
-        output = _output(g["output"], f"{gw}.output") if g.get("output") is not None else None
-        grants.append(Grant(models=models, actions=actions, output=output))
-    return RoleConfig(name=name, grants=tuple(grants))
+def _check_role_name(name: str) -> str:
+    if not _ROLE_PATTERN.fullmatch(name):
+        raise ValueError(f"role name {name!r} is not allowed (letters, digits, '_', '.', '-')")
+    return name
+
+
+def _source_shorthand(value: Any) -> Any:
+    """``name: zoo:digits-cnn`` is short for ``name: {source: zoo:digits-cnn}``."""
+    return {"source": value} if isinstance(value, str) else value
+
+
+def _grants_shorthand(value: Any) -> Any:
+    """``role: [grant, ...]`` is short for ``role: {grants: [grant, ...]}``."""
+    return {"grants": value} if isinstance(value, list) else value
+
+
+def _check_prefix(prefix: str) -> str:
+    try:
+        check_table_prefix(prefix)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return prefix
+
+
+def _check_network(text: str) -> str:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/8)"
+        ) from None
+    return text
+
+
+class _GatewayFile(BaseModel):
+    model_config = _STRICT
+    models: dict[
+        Annotated[str, AfterValidator(_check_model_name)],
+        Annotated[_ModelFile, BeforeValidator(_source_shorthand)],
+    ]
+    roles: dict[
+        Annotated[str, AfterValidator(_check_role_name)],
+        Annotated[_RoleFile, BeforeValidator(_grants_shorthand)],
+    ] = {}
+    database: str = "sqlite:///mlwarden-gateway.db"
+    table_prefix: Annotated[str, AfterValidator(_check_prefix)] = "mlw_"
+    rate_limits: _RateLimitsFile = _RateLimitsFile()
+    audit: _AuditFile = _AuditFile()
+    monitor: _MonitorFile = _MonitorFile()
+    max_body_bytes: _PositiveInt = 1_048_576
+    metrics_public: bool = False
+    scan_models: bool = True
+    trusted_proxies: list[Annotated[str, AfterValidator(_check_network)]] = []
+    docs: bool = False
+
+    @field_validator("models")
+    @classmethod
+    def _some_model(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("the gateway needs at least one model (name: zoo:digits-cnn)")
+        return value
+
+
+_SCHEMA_ERRORS = {
+    "extra_forbidden": "unknown key; remove it or fix its spelling",
+    "missing": "required",
+    "bool_type": "must be true or false (a YAML boolean, not a string or a number)",
+    "int_type": "must be an integer (not a string, a float or a boolean)",
+    "float_type": "must be a number (not a string or a boolean)",
+    "string_type": "must be a string",
+    "dict_type": "must be a mapping",
+    "list_type": "must be a list",
+    "model_type": "must be a mapping",
+    "string_pattern_mismatch": "has the wrong form",
+}
+
+
+def _describe(error: Any) -> str:
+    """One line per bad value: ``models.digits.max_batch: must be an integer (got '5')``."""
+    path = ""
+    for part in error["loc"]:
+        if part == "[key]":  # pydantic's marker for an error in a mapping's key
+            continue
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    kind, given = error["type"], error.get("input")
+    if kind == "literal_error":
+        expected = str(error.get("ctx", {}).get("expected", "")).replace("'", "")
+        message = f"{given!r} is not one of {expected}"
+    elif kind == "value_error":
+        message = str(error["msg"]).removeprefix("Value error, ")
+    elif path == "monitor.webhook_url" and kind == "string_pattern_mismatch":
+        message = "must be an http:// or https:// URL"
+    else:
+        message = _SCHEMA_ERRORS.get(kind, str(error["msg"]))
+    if kind in ("missing", "extra_forbidden") or repr(given) in message:
+        return f"{path or 'gateway config'}: {message}"
+    return f"{path or 'gateway config'}: {message} (got {given!r})"
+
+
+def _loosest(output: _OutputFile | None) -> OutputPolicy | None:
+    """A role's ``output`` block as a policy where every field left out is the loosest value.
+
+    ``decimals`` left out keeps full precision and ``top_k`` left out shows every class, so a
+    role that only sets ``mode: top_k, top_k: 3`` does not also impose the default 2 decimals,
+    and combining it with a model's policy (:meth:`OutputPolicy.stricter`) keeps the model's.
+    """
+    if output is None:
+        return None
+    mode = output.mode or "probabilities"
+    top_k = output.top_k if output.top_k is not None else (1 if mode == "top_k" else ALL_CLASSES)
+    return OutputPolicy(mode=mode, decimals=output.decimals, top_k=top_k)
+
+
+def _model_policy(output: _OutputFile) -> OutputPolicy:
+    """A model's ``output`` block: defaults ``probabilities`` with 2 decimals (top_k: 1)."""
+    mode = output.mode or "probabilities"
+    top_k = output.top_k if output.top_k is not None else (1 if mode == "top_k" else ALL_CLASSES)
+    decimals = 2 if "decimals" not in output.model_fields_set else output.decimals
+    return OutputPolicy(mode=mode, decimals=decimals, top_k=top_k)
+
+
+def _resolve(path: str, base: Path) -> Path:
+    return Path(path) if Path(path).is_absolute() else base / path
 
 
 def gateway_config_from_dict(
@@ -318,120 +475,92 @@ def gateway_config_from_dict(
     """Build and validate a :class:`GatewayConfig` from a parsed YAML/JSON mapping.
 
     Relative model, key and detector paths are resolved against ``base_dir`` (the config file's
-    folder), and so is a relative ``sqlite:///`` path.
+    folder), and so is a relative ``sqlite:///`` path. Types are strict: ``"false"`` is not a
+    boolean and ``"5"`` is not a number.
 
     Raises
     ------
     ConfigError
-        Any value is missing, of the wrong type, or not one of the allowed choices.
+        One error listing, by path, every value that is missing, unknown, of the wrong type, or
+        not one of the allowed choices.
     """
     base = base_dir or Path.cwd()
-    data = _mapping(data, "gateway config")
-    _known(
-        data,
-        {
-            "models",
-            "roles",
-            "database",
-            "table_prefix",
-            "rate_limits",
-            "audit",
-            "monitor",
-            "max_body_bytes",
-            "metrics_public",
-            "scan_models",
-        },
-        "gateway config",
-    )
-    models_raw = _mapping(data.get("models"), "models")
-    if not models_raw:
-        raise ConfigError("models: the gateway needs at least one model (name: zoo:digits-cnn)")
-    models = {name: _model(name, raw, base) for name, raw in models_raw.items()}
-    roles = {name: _role(name, raw) for name, raw in _mapping(data.get("roles"), "roles").items()}
+    try:
+        parsed = _GatewayFile.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(error) for error in exc.errors()]
+        raise ConfigError(
+            f"gateway config: {len(lines)} invalid value(s):\n  " + "\n  ".join(lines)
+        ) from None
 
-    rl = _mapping(data.get("rate_limits"), "rate_limits")
-    _known(
-        rl,
-        {"storage", "strategy", "per_key_model", "daily_quota", "throttle", "key_prefix"},
-        "rate_limits",
-    )
+    models: dict[str, ModelConfig] = {}
+    for name, raw in parsed.models.items():
+        spec = raw
+        source = spec.source
+        if not source.startswith("zoo:") and not Path(source).is_absolute():
+            source = str(base / source)
+        models[name] = ModelConfig(
+            name=name,
+            source=source,
+            public_key=None if spec.public_key is None else _resolve(spec.public_key, base),
+            output=_model_policy(spec.output),
+            max_batch=spec.max_batch,
+            detectors=tuple(
+                DetectorConfig(path=_resolve(d.path, base), action=d.action) for d in spec.detectors
+            ),
+        )
+    roles: dict[str, RoleConfig] = {}
+    for name, raw_role in parsed.roles.items():
+        grants = raw_role.grants
+        roles[name] = RoleConfig(
+            name=name,
+            grants=tuple(
+                Grant(models=tuple(g.models), actions=tuple(g.actions), output=_loosest(g.output))
+                for g in grants
+            ),
+        )
+    rl = parsed.rate_limits
     rate_limits = RateLimitConfig(
-        storage=str(rl.get("storage", "memory://")),
-        strategy=str(rl.get("strategy", "moving-window")),
-        per_key_model=_str_list(
-            rl.get("per_key_model", ["50/second"]), "rate_limits.per_key_model"
-        ),
-        daily_quota=_positive_int(
-            rl.get("daily_quota", 1000), "rate_limits.daily_quota", allow_zero=True
-        ),
-        throttle=str(rl.get("throttle", "1/second")),
-        key_prefix=str(rl.get("key_prefix", "mlwarden")),
+        storage=rl.storage,
+        strategy=rl.strategy,
+        per_key_model=tuple(rl.per_key_model),
+        daily_quota=rl.daily_quota,
+        throttle=rl.throttle,
+        key_prefix=rl.key_prefix,
+        quota_lease_s=rl.quota_lease_s,
     )
-    if rate_limits.strategy not in ("moving-window", "fixed-window"):
-        raise ConfigError(
-            f"rate_limits.strategy {rate_limits.strategy!r} must be moving-window or fixed-window"
-        )
-    from limits import parse
-
-    for text in (*rate_limits.per_key_model, rate_limits.throttle):
-        try:
-            parse(text)
-        except ValueError:
-            raise ConfigError(
-                f"rate limit {text!r} is not in limits notation (e.g. 20/second)"
-            ) from None
-
-    au = _mapping(data.get("audit"), "audit")
-    _known(au, {"synchronous", "batch_max", "mode"}, "audit")
     audit = AuditConfig(
-        synchronous=str(au.get("synchronous", "normal")),
-        batch_max=_positive_int(au.get("batch_max", 256), "audit.batch_max"),
-        mode=str(au.get("mode", "auto")),
+        synchronous=parsed.audit.synchronous,
+        batch_max=parsed.audit.batch_max,
+        mode=parsed.audit.mode,
     )
-    if audit.mode not in ("auto", "inline", "group"):
-        raise ConfigError(f"audit.mode {audit.mode!r} must be auto, inline or group")
-    if audit.synchronous not in ("normal", "full"):
-        raise ConfigError(f"audit.synchronous {audit.synchronous!r} must be normal or full")
-
-    mo = _mapping(data.get("monitor"), "monitor")
-    _known(
-        mo, {"enabled", "action", "options", "reference", "webhook_url", "expose_alerts"}, "monitor"
-    )
-    webhook_url = mo.get("webhook_url")
-    if webhook_url is not None and (
-        not isinstance(webhook_url, str)
-        or not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", webhook_url)
-    ):
-        raise ConfigError(
-            f"monitor.webhook_url must be an http:// or https:// URL, got {webhook_url!r}"
-        )
+    mo = parsed.monitor
     monitor = MonitorSettings(
-        enabled=bool(mo.get("enabled", False)),
-        action=str(mo.get("action", "per_alert")),
-        options=_mapping(mo.get("options"), "monitor.options"),
-        reference=None if mo.get("reference") is None else str(mo["reference"]),
-        webhook_url=webhook_url,
-        expose_alerts=bool(mo.get("expose_alerts", True)),
+        enabled=mo.enabled,
+        action=mo.action,
+        options=dict(mo.options),
+        reference=mo.reference,
+        webhook_url=mo.webhook_url,
+        expose_alerts=mo.expose_alerts,
     )
-
-    database = str(data.get("database", "sqlite:///mlwarden-gateway.db"))
+    database = parsed.database
     if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
         rel = database[len("sqlite:///") :]
         if rel and rel != ":memory:":
             database = "sqlite:///" + str((base / rel).resolve())
-    prefix = str(data.get("table_prefix", "mlw_"))
-    check_table_prefix(prefix)
     return GatewayConfig(
         models=models,
         roles=roles,
         database=database,
-        table_prefix=prefix,
+        table_prefix=parsed.table_prefix,
         rate_limits=rate_limits,
         audit=audit,
         monitor=monitor,
-        max_body_bytes=_positive_int(data.get("max_body_bytes", 1_048_576), "max_body_bytes"),
-        metrics_public=bool(data.get("metrics_public", False)),
-        scan_models=bool(data.get("scan_models", True)),
+        max_body_bytes=parsed.max_body_bytes,
+        metrics_public=parsed.metrics_public,
+        scan_models=parsed.scan_models,
+        trusted_proxies=tuple(parsed.trusted_proxies),
+        docs=parsed.docs,
     )
 
 

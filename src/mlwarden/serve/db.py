@@ -97,6 +97,9 @@ def make_tables(prefix: str) -> Tables:
         sa.Column("latency_ms", sa.Float, nullable=False),
         sa.Column("alerts", sa.Text, nullable=False),
         sa.Column("client_ip", sa.String(64), nullable=False),
+        # added later: NULL in entries written before (their hashes do not cover them)
+        sa.Column("peer_ip", sa.String(64), nullable=True),
+        sa.Column("client_request_id", sa.String(64), nullable=True),
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
     )
@@ -175,6 +178,7 @@ class Database:
                             {"n": self.tables.audit.name},
                         )
                     self.tables.metadata.create_all(conn, checkfirst=True)
+                    self._add_missing_columns(conn)
                     head = self.tables.audit_head
                     if conn.execute(sa.select(head.c.id).where(head.c.id == 1)).first() is None:
                         conn.execute(head.insert().values(id=1, seq=0, hash="0" * 64))
@@ -183,6 +187,15 @@ class Database:
                 if attempt == 19:
                     raise
                 time.sleep(0.05 * (attempt + 1))
+
+    def _add_missing_columns(self, conn: sa.Connection) -> None:
+        """Add the nullable audit columns a database created by an older version lacks."""
+        audit = self.tables.audit
+        present = {c["name"] for c in sa.inspect(conn).get_columns(audit.name)}
+        for column in audit.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {audit.name} ADD COLUMN {column.name} {kind}")
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -251,6 +251,32 @@ class KeyStore:
                 .values(restriction=restriction)
             )
 
+    def set_restriction(self, key_id: str, restriction: str | None) -> KeyRecord:
+        """An operator sets a key's restriction exactly (``None`` lifts it); the updated record.
+
+        Unlike :meth:`restrict` (the monitor, which only tightens), this can loosen: it is how a
+        benign key throttled by the monitor is given its access back.
+
+        Raises
+        ------
+        ConfigError
+            No key has that id, or ``restriction`` is not a rung of the ladder.
+        """
+        if restriction is not None and restriction not in RESTRICTIONS:
+            raise ConfigError(
+                f"restriction {restriction!r} is not one of {', '.join(RESTRICTIONS)}"
+            )
+        with self.db.writer.begin() as conn:
+            conn.execute(
+                self.table.update()
+                .where(self.table.c.key_id == key_id)
+                .values(restriction=restriction)
+            )
+        record = self.get(key_id)
+        if record is None:
+            raise ConfigError(f"no key with id {key_id!r} (see mlwarden keys list)")
+        return record
+
     def authenticate(self, presented: str | None, *, now: float | None = None) -> KeyRecord:
         """The active key ``presented`` belongs to.
 

@@ -1,7 +1,9 @@
 """Prometheus metrics of one gateway app (own registry, so several apps can live in one process).
 
 ``mlwarden_requests_total{model,status}``, ``mlwarden_request_latency_seconds{model}``,
-``mlwarden_rejections_total{reason}`` and ``mlwarden_alerts_total{kind}``. The ``model`` label
+``mlwarden_rejections_total{reason}``, ``mlwarden_alerts_total{kind}`` and
+``mlwarden_malformed_requests_total`` (requests uvicorn refused before the app, see
+:class:`mlwarden.serve.app.MalformedRequestRecorder`). The ``model`` label
 only ever takes configured model names (or ``-``), so a caller cannot blow up cardinality with
 made-up names. Counters are per process: with several uvicorn workers, scrape each or run
 ``prometheus_client`` in multiprocess mode (not wired here).
@@ -40,6 +42,11 @@ class GatewayMetrics:
         )
         self.rejections = Counter(
             "mlwarden_rejections", "Rejected requests by reason", ["reason"], registry=self.registry
+        )
+        self.malformed = Counter(
+            "mlwarden_malformed_requests",
+            "Requests the HTTP server refused before the app saw them (malformed HTTP)",
+            registry=self.registry,
         )
         self.alerts = Counter(
             "mlwarden_alerts",

@@ -1,13 +1,16 @@
 """The audit middleware: every request (except ``/healthz``) is audited before its answer leaves.
 
-The middleware gives each request a :class:`RequestContext` (its id, from a well-formed
-``X-Request-ID`` or a fresh one), appends the audit entry when the response starts and sends
+The middleware gives each request a :class:`RequestContext` (a fresh, unique id generated here
+and returned in ``X-Request-ID``; a client's own well-formed ``X-Request-ID`` is kept beside it,
+never used as the entry's id), works out the client address (the TCP peer, or what a configured
+trusted proxy reports in ``X-Forwarded-For``; the peer is stored too), appends the audit entry when the response starts and sends
 nothing until the commit returns; if the commit fails the caller gets a 503 instead of the
 model's answer. An unhandled error becomes an audited JSON 500 carrying the request id.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import time
@@ -19,7 +22,7 @@ from typing import Any
 from mlwarden.serve.audit import AuditEntry
 from mlwarden.serve.gateway import Gateway
 
-__all__ = ["AuditMiddleware", "RequestContext", "request_context"]
+__all__ = ["AuditMiddleware", "RequestContext", "client_address", "request_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +50,15 @@ class RequestContext:
     """What the handlers learn about a request, for its audit entry."""
 
     request_id: str
+    client_request_id: str = "-"
     key_id: str = "anonymous"
     model: str = "-"
     action: str = "-"
     reason: str = ""
     alerts: list[dict[str, Any]] = field(default_factory=list)
     restriction: str | None = None
+    #: a quota reservation to confirm once the entry is committed (``RateLimits.reserve_quota``)
+    quota_lease: Any = None
 
 
 def request_context(request: Any) -> RequestContext:
@@ -63,6 +69,41 @@ def request_context(request: Any) -> RequestContext:
     return ctx  # type: ignore[no-any-return]
 
 
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def client_address(peer: str, forwarded_for: list[str], trusted: tuple[_Network, ...]) -> str:
+    """The client's address: ``peer`` unless ``peer`` is a trusted proxy.
+
+    Behind trusted proxies, ``X-Forwarded-For`` is read from the right (the hop nearest to us)
+    and the first address that is not itself a trusted proxy is the client; an entry that is
+    not an IP address stops the walk at the last trusted hop. A client can prepend anything to
+    the header, so nothing left of that point is believed.
+    """
+    if not trusted:
+        return peer
+    current = _address(peer)
+    if current is None or not any(current in net for net in trusted):
+        return peer
+    client = peer
+    hops = [hop for header in forwarded_for for hop in header.split(",")]
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            break
+        client = str(address)
+        if not any(address in net for net in trusted):
+            break
+    return client
+
+
 class AuditMiddleware:
     """Audit every request (except ``/healthz``) before its response leaves; record metrics."""
 
@@ -71,6 +112,9 @@ class AuditMiddleware:
     ) -> None:
         self.app = app
         self.gateway = gateway
+        self.trusted = tuple(
+            ipaddress.ip_network(net, strict=False) for net in gateway.config.trusted_proxies
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") == "/healthz":
@@ -78,15 +122,19 @@ class AuditMiddleware:
             return
         started = time.perf_counter()
         given = None
+        forwarded: list[str] = []
         for name, value in scope.get("headers", []):
             if name == b"x-request-id":
                 text = value.decode("latin-1")
                 given = text if _REQUEST_ID.fullmatch(text) else None
-        ctx = RequestContext(request_id=given or uuid.uuid4().hex)
+            elif name == b"x-forwarded-for":
+                forwarded.append(value.decode("latin-1"))
+        ctx = RequestContext(request_id=uuid.uuid4().hex, client_request_id=given or "-")
         scope.setdefault("state", {})["mlw"] = ctx
         state = {"audited": False, "failed": False}
         client = scope.get("client")
-        client_ip = str(client[0]) if client else "-"
+        peer_ip = str(client[0]) if client else "-"
+        client_ip = client_address(peer_ip, forwarded, self.trusted)
 
         async def record(status: int) -> bool:
             latency_s = time.perf_counter() - started
@@ -104,14 +152,21 @@ class AuditMiddleware:
                 latency_ms=latency_s * 1000.0,
                 alerts=ctx.alerts,
                 client_ip=client_ip,
+                peer_ip=peer_ip,
+                client_request_id=ctx.client_request_id,
             )
             metric_model = ctx.model if ctx.model in self.gateway.models else "-"
             self.gateway.metrics.observe(metric_model, status, latency_s, reason)
+            lease, ctx.quota_lease = ctx.quota_lease, None
             try:
                 await self.gateway.audit.append_async(entry)
             except Exception:
                 logger.error("audit log unavailable; answering 503 (request %s)", ctx.request_id)
+                if lease is not None:  # charge only what is audited
+                    self.gateway.limits.release_quota(lease)
                 return False
+            if lease is not None:
+                self.gateway.limits.confirm_quota(lease)
             return True
 
         async def send_audited(message: Message) -> None:

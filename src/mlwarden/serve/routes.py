@@ -6,9 +6,9 @@ ends in the audit log, whatever its outcome, see :mod:`~mlwarden.serve.middlewar
     authenticate key (401) -> model name pattern / known (404) -> role grant (403)
     -> key restriction "block" (403) -> rate limit per request (429, Retry-After)
     -> body size, streamed (413) -> JSON + shape/dtype/range/batch (422)
-    -> daily quota, one query per input (429, Retry-After) -> detectors (422 / flag)
+    -> daily quota reserved, one query per input (429, Retry-After) -> detectors (422 / flag)
     -> model -> extraction monitor (alerts; throttle / label_only / block the key)
-    -> output policy -> audit entry committed -> response sent
+    -> output policy -> audit entry committed -> quota reservation charged -> response sent
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from mlwarden.models.output_policy import OutputPolicy
+from mlwarden.serve.authz import effective_output
 from mlwarden.serve.config import MODEL_NAME_PATTERN
 from mlwarden.serve.gateway import Gateway
 from mlwarden.serve.keys import AuthFailure, KeyRecord
@@ -125,23 +126,32 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
         ctx.key_id = record.key_id
         return record
 
-    def resolve(name: str, request: Request) -> ServedModel:
-        ctx = request_context(request)
-        if not MODEL_NAME_PATTERN.fullmatch(name):
-            ctx.model = "<invalid>"
-            ctx.reason = "bad_model_name"
-            raise Problem(404, "unknown_model", "no such model")
-        ctx.model = name
-        served = gateway.models.get(name)
-        if served is None:
-            ctx.reason = "unknown_model"
-            raise Problem(404, "unknown_model", f"no model named {name!r}")
-        return served
+    def resolve(
+        record: KeyRecord, name: str, actions: tuple[str, ...], request: Request
+    ) -> tuple[ServedModel, list[str]]:
+        """The model ``name`` and which of ``actions`` the key may take on it.
 
-    def authorize(record: KeyRecord, model: str, action: str, request: Request) -> None:
-        if not gateway.authz.allowed(record.role, model, action):
-            request_context(request).reason = "forbidden"
-            raise Problem(403, "forbidden", f"this key may not {action} on model {model!r}")
+        A model that does not exist and one the key may not use answer the same 404, so a key
+        cannot enumerate the models of other roles; only a key whose role grants ``admin``
+        somewhere is told 403 for a model that exists. The audit log keeps the exact reason.
+        """
+        ctx = request_context(request)
+        valid = MODEL_NAME_PATTERN.fullmatch(name) is not None
+        ctx.model = name if valid else "<invalid>"
+        served = gateway.models.get(name) if valid else None
+        granted = (
+            [a for a in actions if gateway.authz.allowed(record.role, name, a)]
+            if served is not None
+            else []
+        )
+        if served is not None and granted:
+            return served, granted
+        ctx.reason = (
+            "bad_model_name" if not valid else "unknown_model" if served is None else "forbidden"
+        )
+        if served is not None and gateway.authz.has_anywhere(record.role, "admin"):
+            raise Problem(403, "forbidden", f"this key may not {actions[0]} on model {name!r}")
+        raise Problem(404, "unknown_model", "no such model (or not available to this key)")
 
     predict_body = {
         "required": True,
@@ -209,15 +219,7 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
         request_context(request).action = "describe"
         record = authenticate(request)
         limit_requests(record, request)
-        served = resolve(name, request)
-        actions = [
-            a
-            for a in ("predict", "explain", "admin")
-            if gateway.authz.allowed(record.role, name, a)
-        ]
-        if not actions:
-            request_context(request).reason = "forbidden"
-            raise Problem(403, "forbidden", f"this key has no access to model {name!r}")
+        served, actions = resolve(record, name, ("predict", "explain", "admin"), request)
         clf = served.classifier
         return {
             "name": name,
@@ -232,8 +234,8 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
         }
 
     def _policy(served: ServedModel, record: KeyRecord) -> OutputPolicy:
-        policy = served.config.output.stricter(
-            gateway.authz.output_override(record.role, served.name)
+        policy = effective_output(
+            served.config.output, gateway.authz.output_override(record.role, served.name)
         )
         if record.restriction == "label_only":
             policy = policy.stricter(OutputPolicy(mode="label"))
@@ -250,8 +252,7 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
         ctx = request_context(request)
         ctx.action = "predict"
         record = authenticate(request)
-        served = resolve(name, request)
-        authorize(record, name, "predict", request)
+        served, _ = resolve(record, name, ("predict",), request)
         if record.restriction == "block":
             ctx.reason = "key_blocked"
             raise Problem(403, "key_blocked", "this key is blocked (extraction monitor)")
@@ -283,7 +284,8 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
         except InvalidInput as exc:
             ctx.reason = exc.reason
             raise Problem(422, exc.reason, str(exc)) from None
-        quota = gateway.limits.charge_quota(record.key_id, name, len(x))
+        # reserved now, charged by the middleware once the audit entry is committed
+        quota, ctx.quota_lease = gateway.limits.reserve_quota(record.key_id, name, len(x))
         if not quota.allowed:
             ctx.reason = quota.reason
             raise Problem(

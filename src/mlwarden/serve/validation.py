@@ -103,7 +103,10 @@ def parse_inputs(
         raise InvalidInput(
             "bad_shape", f"samples are ragged; each must be nested to shape {list(input_shape)}"
         ) from None
-    if array.dtype.kind not in "iuf":
+    # ``true``/``false`` among numbers become 1.0/0.0 in NumPy; JSON has no other way to spell
+    # them than these bare words, and the only string a valid body holds is the key "inputs",
+    # so their presence anywhere in the body means a boolean (or a string) where a number goes
+    if array.dtype.kind not in "iuf" or b"true" in body or b"false" in body:
         raise InvalidInput(
             "bad_type",
             "inputs must contain only numbers nested to shape "
