@@ -372,7 +372,7 @@ def test_a_folder_with_a_symlink_is_refused_rather_than_followed(
     outside = tmp_path / "outside.txt"
     outside.write_text("not part of the model")
     (model_dir / "link.txt").symlink_to(outside)
-    with pytest.raises(ConfigError, match="link.txt is a symbolic link") as caught:
+    with pytest.raises(ConfigError, match=r"link\.txt is a symbolic link") as caught:
         sign_model(model_dir, private_key=keys.private_key)
     assert "allow_symlinks" not in str(caught.value)  # an option mlwarden does not have
     assert "cp -L" in str(caught.value)
