@@ -133,9 +133,49 @@ def test_scan_passes_a_clean_folder(run_cli: Callable, model_dir: Path) -> None:
 
 def test_fail_on_sets_the_severity_that_fails(run_cli: Callable, model_dir: Path) -> None:
     (model_dir / "custom.pkl").write_bytes(UNKNOWN)
-    assert run_cli("scan", model_dir).code == EXIT_OK  # medium < high
-    assert run_cli("scan", model_dir, "--fail-on", "medium").code == EXIT_FOUND
+    assert run_cli("scan", model_dir).code == EXIT_FOUND  # any unlisted callable is high
+    assert run_cli("scan", model_dir, "--fail-on", "critical").code == EXIT_OK
     assert run_cli("scan", model_dir, "--fail-on", "severe").code == EXIT_USAGE
+
+
+_HEAVY = ("torch", "numpy", "sklearn", "scipy", "matplotlib", "onnx", "pandas", "h5py")
+
+
+def _modules_after(code: str) -> set[str]:
+    import subprocess
+    import sys
+
+    probe = (
+        f"import sys\n{code}\n"
+        f"print('MODULES:' + ','.join(m for m in {_HEAVY!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("MODULES:"))
+    return {m for m in line.removeprefix("MODULES:").split(",") if m}
+
+
+def test_scan_imports_no_ml_library(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    np.save(tmp_path / "w.npy", np.zeros(3))
+    with zipfile.ZipFile(tmp_path / "m.pt", "w") as archive:
+        archive.writestr("m/data.pkl", UNKNOWN)
+        archive.writestr("m/version", b"3\n")
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([1, None], dtype=object), allow_pickle=True)
+    (tmp_path / "o.npy").write_bytes(buffer.getvalue())
+    (tmp_path / "x.onnx").write_bytes(b"\x08\x07")
+    code = f"from mlwarden.cli.app import main\nmain(['scan', {str(tmp_path)!r}])"
+    assert _modules_after(code) == set()
+
+
+def test_the_cli_starts_without_importing_command_modules() -> None:
+    code = "from mlwarden.cli.app import main\nmain(['--help'])"
+    assert _modules_after(code) == set()
 
 
 def test_scan_json_lists_every_file_and_issue(run_cli: Callable, model_dir: Path) -> None:

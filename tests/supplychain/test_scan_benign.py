@@ -67,14 +67,16 @@ def test_joblib_of_arrays_scans_clean_plain_and_compressed(tmp_path: Path) -> No
         _clean(tmp_path / name)
 
 
-def test_a_joblib_scikit_learn_model_has_nothing_above_low(tmp_path: Path) -> None:
+def test_a_joblib_scikit_learn_model_fails_the_gate_and_points_to_skops(tmp_path: Path) -> None:
+    # a pickle can call any class it imports; scikit-learn models belong in skops files
     from sklearn.linear_model import LogisticRegression
 
     x = np.random.default_rng(0).normal(size=(40, 3))
     model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
     joblib.dump(model, tmp_path / "model.joblib")
     record = scan_file(tmp_path / "model.joblib")
-    assert all(i.severity.rank <= Severity.LOW.rank for i in record.issues)
+    assert record.max_severity is Severity.HIGH
+    assert any("skops" in i.message for i in record.issues)
 
 
 def test_numeric_numpy_files_are_safe_by_construction(tmp_path: Path) -> None:
@@ -85,10 +87,17 @@ def test_numeric_numpy_files_are_safe_by_construction(tmp_path: Path) -> None:
     assert all(f.safe_by_construction and not f.issues for f in report.files)
 
 
-def test_folders_list_files_that_are_not_artifacts_as_skipped(tmp_path: Path) -> None:
+def test_a_folder_scan_reports_every_file(tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text("# model card\n")
     (tmp_path / "config.json").write_text('{"hidden": 8}')
+    (tmp_path / "empty.txt").write_bytes(b"")
     np.save(tmp_path / "w.npy", np.zeros(2))
     report = scan_paths([tmp_path])
-    assert [Path(f.path).name for f in report.files] == ["w.npy"]
-    assert sorted(Path(p).name for p in report.skipped) == ["README.md", "config.json"]
+    formats = {Path(f.path).name: f.format for f in report.files}
+    assert formats == {
+        "README.md": "text",
+        "config.json": "text",
+        "empty.txt": "empty",
+        "w.npy": "numpy",
+    }
+    assert report.issues == [] and report.skipped == []

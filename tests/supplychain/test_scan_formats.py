@@ -194,18 +194,39 @@ def test_a_damaged_zip_is_high(tmp_path: Path) -> None:
     assert [i.rule for i in scan_file(path).issues] == ["archive.malformed"]
 
 
-def test_lz4_compression_is_reported_unscanned(tmp_path: Path) -> None:
-    path = tmp_path / "m.joblib.lz4"
-    path.write_bytes(b"\x04\x22\x4d\x18" + bytes(20))
+@pytest.mark.parametrize(
+    ("magic", "name"),
+    [
+        (b"7z\xbc\xaf\x27\x1c", "7z"),
+        (b"Rar!\x1a\x07\x00", "rar"),
+        (b"\x28\xb5\x2f\xfd", "zstd"),
+        (b"\x04\x22\x4d\x18", "lz4"),
+    ],
+)
+def test_archives_the_scanner_cannot_open_fail_closed(
+    tmp_path: Path, magic: bytes, name: str
+) -> None:
+    path = tmp_path / f"model.{name}"
+    path.write_bytes(magic + bytes(40))
     record = scan_file(path)
-    assert any(n.startswith("unscanned:") for n in record.notes)
+    assert [(i.rule, i.severity) for i in record.issues] == [("archive.unsupported", Severity.HIGH)]
+    assert name in record.issues[0].message
 
 
-def test_an_explicit_unknown_file_is_reported_unscanned(tmp_path: Path) -> None:
+def test_text_files_are_recognised_and_clean(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
-    path.write_text("hello")
+    path.write_text("hello\n")
+    record = scan_file(path)
+    assert (record.format, record.issues) == ("text", [])
+
+
+def test_an_unrecognised_binary_file_is_high(tmp_path: Path) -> None:
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"\x00\x01\x02GGML" + bytes(100))
     record = scan_file(path)
     assert (record.format, record.scanned) == ("unknown", False)
+    assert [(i.rule, i.severity) for i in record.issues] == [("format.unrecognised", Severity.HIGH)]
+    assert "not a pickle" in record.issues[0].message
 
 
 def test_a_protocol_0_pickle_without_a_pickle_suffix_is_still_found(tmp_path: Path) -> None:

@@ -146,8 +146,10 @@ def test_a_damaged_signature_is_refused(model_dir: Path, keys: KeyPair) -> None:
     raw[10] ^= 0xFF
     bundle["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(bytes(raw)).decode()
     signature.write_text(json.dumps(bundle))
-    with pytest.raises(SignatureError, match="damaged or forged"):
+    with pytest.raises(SignatureError, match="signature bytes do not match") as caught:
         verify_model(model_dir, public_key=keys.public_key)
+    assert "forged or damaged" in str(caught.value)
+    assert "get the original model.sig" in str(caught.value)
 
 
 def test_a_forged_manifest_is_refused(model_dir: Path, keys: KeyPair) -> None:
@@ -157,7 +159,16 @@ def test_a_forged_manifest_is_refused(model_dir: Path, keys: KeyPair) -> None:
     statement["predicate"]["resources"][0]["digest"] = "0" * 64
     bundle["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
     signature.write_text(json.dumps(bundle))
-    with pytest.raises(SignatureError):
+    with pytest.raises(SignatureError, match="changed after signing"):
+        verify_model(model_dir, public_key=keys.public_key)
+
+
+def test_a_bundle_with_a_broken_field_names_the_field(model_dir: Path, keys: KeyPair) -> None:
+    signature = sign_model(model_dir, private_key=keys.private_key)
+    bundle = json.loads(signature.read_text())
+    bundle["dsseEnvelope"]["signatures"][0]["sig"] = "!!not base64"
+    signature.write_text(json.dumps(bundle))
+    with pytest.raises(SignatureError, match=r"dsseEnvelope\.signatures\.0\.sig"):
         verify_model(model_dir, public_key=keys.public_key)
 
 
@@ -363,5 +374,7 @@ def test_a_folder_with_a_symlink_is_refused_rather_than_followed(
     outside = tmp_path / "outside.txt"
     outside.write_text("not part of the model")
     (model_dir / "link.txt").symlink_to(outside)
-    with pytest.raises(ConfigError, match="cannot sign"):
+    with pytest.raises(ConfigError, match=r"link\.txt is a symbolic link") as caught:
         sign_model(model_dir, private_key=keys.private_key)
+    assert "allow_symlinks" not in str(caught.value)  # an option mlwarden does not have
+    assert "cp -L" in str(caught.value)

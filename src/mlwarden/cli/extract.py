@@ -81,7 +81,7 @@ def run_extract(
     from mlwarden.attacks.extraction import HttpVictim, KnockoffExtraction, LocalVictim
     from mlwarden.attacks.extraction.victim import Victim
     from mlwarden.data.readers import load_dataset
-    from mlwarden.models.loading import load_model
+    from mlwarden.models import load_model
     from mlwarden.report.plots import extraction_png
 
     if budget < 1:

@@ -139,7 +139,6 @@ def scan(
     ),
 ) -> None:
     """Scan model artifacts for code that would run when they are loaded (never loads them)."""
-    from mlwarden.supplychain.sarif import scan_to_sarif
     from mlwarden.supplychain.scan import scan_paths
 
     threshold = _severity(fail_on, "--fail-on")
@@ -147,8 +146,12 @@ def scan(
     report = scan_paths(paths)
     if fmt == "table":
         _print_scan(report)
+    elif fmt == "json":
+        _emit(report.to_dict(), out)
     else:
-        _emit(report.to_dict() if fmt == "json" else scan_to_sarif(report), out)
+        from mlwarden.supplychain.sarif import scan_to_sarif
+
+        _emit(scan_to_sarif(report), out)
     failing = report.at_or_above(threshold)
     if fmt == "table" or out is not None:
         verdict = (

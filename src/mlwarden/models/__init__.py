@@ -1,10 +1,20 @@
-"""Models under test: the classifier interface, framework adapters, safe loading and the zoo."""
+"""Models under test: the classifier interface, framework adapters, safe loading and the zoo.
 
-from mlwarden.models import zoo as _zoo  # noqa: F401  registers the zoo: scheme with load_model
-from mlwarden.models.base import Classifier, DifferentiableClassifier
-from mlwarden.models.loading import load_model
-from mlwarden.models.sklearn import SklearnClassifier
-from mlwarden.models.torch import TorchClassifier
+The names are imported on first use (PEP 562), so that modules which need only a light helper
+of this package (``mlwarden scan`` checks ``.pt2`` archives with ``_export_archive``) do not
+import torch and scikit-learn.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlwarden.models.base import Classifier, DifferentiableClassifier
+    from mlwarden.models.loading import load_model
+    from mlwarden.models.sklearn import SklearnClassifier
+    from mlwarden.models.torch import TorchClassifier
 
 __all__ = [
     "Classifier",
@@ -13,3 +23,27 @@ __all__ = [
     "TorchClassifier",
     "load_model",
 ]
+
+_HOMES = {
+    "Classifier": "mlwarden.models.base",
+    "DifferentiableClassifier": "mlwarden.models.base",
+    "load_model": "mlwarden.models.loading",
+    "SklearnClassifier": "mlwarden.models.sklearn",
+    "TorchClassifier": "mlwarden.models.torch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'mlwarden.models' has no attribute {name!r}")
+    if name == "load_model":
+        # the package's load_model knows zoo:NAME: the zoo registers its scheme on import
+        importlib.import_module("mlwarden.models.zoo")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

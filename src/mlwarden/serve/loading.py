@@ -88,7 +88,7 @@ def load_served_model(config: ModelConfig, *, scan: bool = True) -> ServedModel:
     ModelError
         The model or a detector cannot be loaded.
     """
-    from mlwarden.models.loading import load_model
+    from mlwarden.models import load_model
     from mlwarden.report.findings import Severity
     from mlwarden.supplychain.signing import signature_verifier
 

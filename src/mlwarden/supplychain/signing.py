@@ -23,6 +23,7 @@ import binascii
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -250,7 +251,7 @@ def sign_model(
         try:
             config.sign(model_path, scratch_sig)
         except (OSError, ValueError) as exc:  # unreadable files, symlinks (refused), ...
-            raise ConfigError(f"cannot sign {model_path}: {exc}") from exc
+            raise ConfigError(f"cannot sign {model_path}: {_explain_file_error(exc)}") from exc
         atomic_write_bytes(sig_path, scratch_sig.read_bytes())
     logger.info("signed %s -> %s", model_path, sig_path)
     return sig_path
@@ -370,17 +371,13 @@ def verify_model(
             raise SignatureError(
                 f"signature {sig_path} of {model_path} was made with another key than {public_key}"
             ) from exc
-        raise SignatureError(
-            f"signature {sig_path} of {model_path} does not verify: {text}"
-        ) from exc
+        if "symlink" in text:
+            raise SignatureError(f"cannot verify {model_path}: {_explain_file_error(exc)}") from exc
+        raise SignatureError(_damaged(sig_path, model_path, exc)) from exc
     except OSError as exc:
         raise SignatureError(f"cannot read {model_path} to verify it: {exc}") from exc
     except Exception as exc:  # cryptography and OpenSSL raise untyped errors for bad signatures
-        detail = str(exc) or type(exc).__name__
-        raise SignatureError(
-            f"signature {sig_path} of {model_path} is damaged or forged, or its certificate is not "
-            f"trusted ({detail})"
-        ) from exc
+        raise SignatureError(_damaged(sig_path, model_path, exc)) from exc
     if model_path.is_file():
         signed_names = [s.get("name") for s in statement.get("subject", [])]
         if signed_names and signed_names[0] != model_path.name:
@@ -393,6 +390,44 @@ def verify_model(
         signature=sig_path,
         files=tuple(sorted(_signed_digests(statement))),
         signer=_signer(bundle),
+    )
+
+
+_SYMLINK = re.compile(r"Cannot use '([^']*)' because it is a symlink")
+
+
+def _explain_file_error(exc: Exception) -> str:
+    """model-signing's file errors in mlwarden's words (it names options mlwarden lacks)."""
+    found = _SYMLINK.search(str(exc))
+    if found is None:
+        return str(exc)
+    return (
+        f"{found.group(1)} is a symbolic link; mlwarden signs and verifies regular files only, "
+        "since a link can be repointed after signing. Replace it with the file it points to "
+        "(cp -L) or remove it, then sign again"
+    )
+
+
+def _damaged(sig_path: Path, model_path: Path, exc: Exception) -> str:
+    """Say which part of a signature failed, and what to do about it."""
+    name = type(exc).__name__
+    if name == "InvalidSignature":
+        cause = (
+            "its signature bytes do not match the signed statement under this key: the "
+            "statement (file digests) or the signature was changed after signing, so it is "
+            "forged or damaged"
+        )
+    elif name == "ValidationError" or isinstance(exc, KeyError):
+        field = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        cause = f"it is not a well-formed model-signing bundle (bad or missing field {field})"
+    elif "certificate" in str(exc).lower() or "x509" in name.lower():
+        cause = f"its certificate chain is not trusted ({exc})"
+    else:
+        cause = f"it cannot be checked ({name}: {exc})"
+    return (
+        f"signature {sig_path} of {model_path} does not verify: {cause}. Do not load the model; "
+        "get the original model.sig from the publisher, or sign the model again with "
+        "mlwarden sign if you are its signer"
     )
 
 

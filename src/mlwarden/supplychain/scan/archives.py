@@ -35,6 +35,20 @@ _TORCH_RAW = re.compile(
     r"(^|/)(data/\d+|\.data/.*|byteorder|version|\.format_version|"
     r"\.storage_alignment|archive_format|archive_version)$"
 )
+_TORCHSCRIPT_RAW = re.compile(r"(^|/)traced_inputs/\d+$")
+# 0x1 traditional encryption, 0x20 compressed patched data, 0x40 strong encryption
+_UNREADABLE_FLAGS = {0x1: "encrypted", 0x20: "compressed patched data", 0x40: "strongly encrypted"}
+_MEMBER_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+)
 _EXPORT_RAW = re.compile(r"(^|/)data/(weights|constants)/[^/]+$")
 
 
@@ -103,15 +117,21 @@ def classify_zip(names: list[str]) -> str:
 def _member_role(kind: str, name: str) -> str:
     """How a member is read: ``pickle``, ``sniff``, ``zip-only``, ``keras-config`` or ``skip``."""
     lower = name.lower()
-    if kind in {"pytorch-zip", "torchscript"}:
+    if kind == "torchscript":
+        # torch.jit.load reads every pickle with its own C++ unpickler, which resolves the
+        # torch.jit._pickle helpers torch.jit.save writes; those are allowed here only
+        if lower.endswith((".pkl", ".debug_pkl")):
+            return "torchscript-pickle"
+        if _TORCH_RAW.search(name) or _TORCHSCRIPT_RAW.search(name):
+            return "zip-only"
+        if "/code/" in name and lower.endswith(".py"):
+            return "skip"  # TorchScript source, compiled by torch.jit, never run as Python
+        return "sniff"
+    if kind == "pytorch-zip":
         if lower.endswith(".pkl"):
             return "pickle"
         if _TORCH_RAW.search(name):
             return "zip-only"
-        if "/code/" in name and lower.endswith((".py", ".debug_pkl")):
-            # TorchScript source (compiled, not run as Python) and debug info pickles of tuples;
-            # the debug pickles are still read as pickles below when they look like one
-            return "sniff" if lower.endswith(".debug_pkl") else "skip"
         return "sniff"
     if kind == "torch-export":
         if lower.endswith(".json"):
@@ -140,7 +160,7 @@ def scan_zip(source: Source, sink: Sink, dispatch: Dispatch) -> str:
     with source.opener() as stream:
         try:
             archive = zipfile.ZipFile(stream)
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        except _MEMBER_ERRORS as exc:
             sink.add_issues(
                 [
                     ScanIssue(
@@ -163,8 +183,20 @@ def scan_zip(source: Source, sink: Sink, dispatch: Dispatch) -> str:
                 role = _member_role(kind, info.filename)
                 if role == "skip":
                     continue
-                if info.flag_bits & 0x1:
-                    sink.unscanned(f"{label}: encrypted archive member")
+                unreadable = [w for bit, w in _UNREADABLE_FLAGS.items() if info.flag_bits & bit]
+                if unreadable:
+                    sink.add_issues(
+                        [
+                            ScanIssue(
+                                "archive.unreadable-member",
+                                Severity.HIGH,
+                                label,
+                                f"the member is {' and '.join(unreadable)} (zip flag bits "
+                                f"{info.flag_bits:#x}), so it was not scanned; a loader that "
+                                "ignores the flags may still read it",
+                            )
+                        ]
+                    )
                     continue
                 if role in {"keras-config", "skops-schema"}:
                     _scan_json_config(archive, info, label, sink, role)
@@ -178,7 +210,7 @@ def scan_zip(source: Source, sink: Sink, dispatch: Dispatch) -> str:
                 )
                 try:
                     dispatch(member, role)
-                except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                except _MEMBER_ERRORS as exc:
                     sink.add_issues(
                         [
                             ScanIssue(
@@ -236,15 +268,27 @@ def scan_tar(source: Source, sink: Sink, dispatch: Dispatch) -> str:
                 if not member.isfile():
                     continue
                 label = f"{source.label}!{member.name}"
-                dispatch(
-                    Source(
-                        label=label,
-                        name=PurePosixPath(member.name).name,
-                        size=member.size,
-                        opener=_tar_opener(archive, member),
-                        depth=source.depth + 1,
+                try:
+                    dispatch(
+                        Source(
+                            label=label,
+                            name=PurePosixPath(member.name).name,
+                            size=member.size,
+                            opener=_tar_opener(archive, member),
+                            depth=source.depth + 1,
+                        )
                     )
-                )
+                except (*_MEMBER_ERRORS, tarfile.TarError) as exc:
+                    sink.add_issues(
+                        [
+                            ScanIssue(
+                                "archive.malformed",
+                                Severity.HIGH,
+                                label,
+                                f"the archive member cannot be read ({exc}); it was not scanned",
+                            )
+                        ]
+                    )
     return "tar"
 
 
@@ -348,9 +392,9 @@ def scan_compressed(source: Source, kind: str, sink: Sink, dispatch: Dispatch) -
             [
                 ScanIssue(
                     "archive.malformed",
-                    Severity.MEDIUM,
+                    Severity.HIGH,
                     source.label,
-                    f"{kind} data cannot be decompressed ({exc})",
+                    f"{kind} data cannot be decompressed ({exc}); what it holds was not scanned",
                 )
             ]
         )

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import ast
 import json
+import lzma
+import pickletools
 import re
 import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO
@@ -24,19 +27,22 @@ __all__ = [
     "PICKLE_SUFFIXES",
     "check_onnx",
     "check_safetensors",
+    "dtype_code_info",
+    "is_pickle_opcode",
     "keras_config_issues",
+    "looks_like_safetensors",
+    "npy_dtype_info",
     "read_npy_header",
     "search_hdf5_lambda",
     "skops_schema_issues",
     "sniff",
+    "sniff_compressed",
 ]
 
 HEAD_BYTES = 512
 PICKLE_SUFFIXES = frozenset(
     {".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin", ".ckpt", ".sav", ".dill", ".p", ".pck"}
 )
-# the opcodes a protocol 0/1 pickle (which has no PROTO header) usually starts with
-_PROTOCOL0_START = frozenset(b"(c]})NILFSVTUXJKMG")
 _SAFETENSORS_DTYPES = {
     "BOOL": 1,
     "U8": 1,
@@ -60,18 +66,30 @@ _SAFETENSORS_MAX_HEADER = 100 << 20
 _STANDARD_ONNX_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training", "com.microsoft"}
 
 
-def _is_zlib(head: bytes) -> bool:
-    return len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0
+_PICKLE_OPCODES = frozenset(ord(op.code) for op in pickletools.opcodes)
+_UNSUPPORTED_MAGIC = (
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+    (b"Rar!\x1a\x07", "rar"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\x04\x22\x4d\x18", "lz4"),
+    (b"MSCF", "cab"),
+    (b"\x60\xea", "arj"),
+)
 
 
-def sniff(head: bytes, name: str, size: int) -> str:
-    """The format of a file from its first bytes (``HEAD_BYTES`` of them) and its name.
+def is_pickle_opcode(byte: int) -> bool:
+    """Whether CPython's unpickler accepts ``byte`` as an opcode (any can start a pickle)."""
+    return byte in _PICKLE_OPCODES
 
-    Returns one of ``zip``, ``tar``, ``npy``, ``hdf5``, ``gzip``, ``bz2``, ``xz``, ``lzma``,
-    ``zlib``, ``lz4``, ``safetensors``, ``pickle``, ``pickle?`` (might be a protocol 0/1
-    pickle), ``onnx`` or ``unknown``.
+
+def sniff(head: bytes, name: str) -> str:
+    """Which parser to try first for a file, from its first bytes (``HEAD_BYTES`` of them).
+
+    Returns one of ``zip``, ``tar``, ``npy``, ``hdf5``, ``gzip``, ``bz2``, ``xz``,
+    ``unsupported:<name>`` (7z, rar, zstd, lz4, ...) or ``other``. A result is a hint, never a
+    verdict: every format is confirmed by parsing it, and ``other`` is settled by
+    safetensors, pickle, ONNX, compressed-stream and text parsers in turn.
     """
-    suffix = PurePosixPath(name).suffix.lower()
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
     if head.startswith(b"\x93NUMPY"):
@@ -84,29 +102,33 @@ def sniff(head: bytes, name: str, size: int) -> str:
         return "bz2"
     if head.startswith(b"\xfd7zXZ\x00"):
         return "xz"
-    if head.startswith(b"\x04\x22\x4d\x18"):
-        return "lz4"
+    for magic, archive in _UNSUPPORTED_MAGIC:
+        if head.startswith(magic):
+            return f"unsupported:{archive}"
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"
-    if _looks_like_safetensors(head, size) or suffix == ".safetensors":
-        return "safetensors"
-    if len(head) >= 2 and head[0] == 0x80 and head[1] <= 5:
-        return "pickle"
-    if suffix == ".onnx":
-        return "onnx"
-    if suffix == ".npy":
-        return "npy"
-    if suffix in PICKLE_SUFFIXES:
-        if _is_zlib(head):
-            return "zlib"
-        if head.startswith(b"]\x00\x00"):
-            return "lzma"
-    if head[:1] and head[0] in _PROTOCOL0_START:
-        return "pickle?"
-    return "unknown"
+    return "other"
 
 
-def _looks_like_safetensors(head: bytes, size: int) -> bool:
+def sniff_compressed(head: bytes) -> str | None:
+    """``zlib`` or ``lzma`` (joblib's ``compress=`` formats without a file magic), or None."""
+    if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
+        try:
+            zlib.decompressobj().decompress(head, 16)
+        except zlib.error:
+            return None
+        return "zlib"
+    if head.startswith(b"]\x00\x00"):
+        try:
+            lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(head, 16)
+        except lzma.LZMAError:
+            return None
+        return "lzma"
+    return None
+
+
+def looks_like_safetensors(head: bytes, size: int) -> bool:
+    """Whether the first bytes could start a safetensors file (confirm with the parser)."""
     if len(head) < 10:
         return False
     (header_len,) = struct.unpack("<Q", head[:8])
@@ -122,13 +144,13 @@ def check_safetensors(stream: BinaryIO, size: int, path: str) -> list[ScanIssue]
     bad = "safetensors.malformed"
     head = stream.read(8)
     if len(head) < 8:
-        return [_issue(bad, Severity.MEDIUM, path, "shorter than the 8-byte header length")]
+        return [_issue(bad, Severity.HIGH, path, "shorter than the 8-byte header length")]
     (header_len,) = struct.unpack("<Q", head)
     if header_len > _SAFETENSORS_MAX_HEADER or header_len > size - 8:
         return [
             _issue(
                 bad,
-                Severity.MEDIUM,
+                Severity.HIGH,
                 path,
                 f"declares a {header_len}-byte header in a {size}-byte file (limit 100 MiB)",
             )
@@ -136,9 +158,9 @@ def check_safetensors(stream: BinaryIO, size: int, path: str) -> list[ScanIssue]
     try:
         header = json.loads(stream.read(header_len))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return [_issue(bad, Severity.MEDIUM, path, f"the header is not JSON ({exc})")]
+        return [_issue(bad, Severity.HIGH, path, f"the header is not JSON ({exc})")]
     if not isinstance(header, dict):
-        return [_issue(bad, Severity.MEDIUM, path, "the header is not a JSON object")]
+        return [_issue(bad, Severity.HIGH, path, "the header is not a JSON object")]
     issues = []
     buffer_len = size - 8 - header_len
     spans = []
@@ -147,7 +169,9 @@ def check_safetensors(stream: BinaryIO, size: int, path: str) -> list[ScanIssue]
             if not isinstance(entry, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in entry.items()
             ):
-                issues.append(_issue(bad, Severity.LOW, path, "__metadata__ is not a str->str map"))
+                issues.append(
+                    _issue(bad, Severity.HIGH, path, "__metadata__ is not a str->str map")
+                )
             continue
         problem = _safetensors_entry_problem(entry)
         if problem is None:
@@ -162,7 +186,7 @@ def check_safetensors(stream: BinaryIO, size: int, path: str) -> list[ScanIssue]
             else:
                 spans.append((begin, end, name))
         if problem is not None:
-            issues.append(_issue(bad, Severity.MEDIUM, path, f"tensor {name!r} {problem}"))
+            issues.append(_issue(bad, Severity.HIGH, path, f"tensor {name!r} {problem}"))
     spans.sort()
     cursor = 0
     for begin, end, name in spans:
@@ -170,7 +194,7 @@ def check_safetensors(stream: BinaryIO, size: int, path: str) -> list[ScanIssue]
             issues.append(
                 _issue(
                     bad,
-                    Severity.MEDIUM,
+                    Severity.HIGH,
                     path,
                     f"tensor {name!r} starts at byte {begin}, leaving a gap or overlap at {cursor}",
                 )
@@ -229,43 +253,206 @@ def read_npy_header(stream: BinaryIO) -> tuple[dict[str, Any], int]:
     return header, start + header_len
 
 
-def npy_dtype_info(descr: Any) -> tuple[int, bool]:
-    """(itemsize, has_object) for a ``.npy`` ``descr``."""
-    from numpy.lib import format as npformat
+_DTYPE_CODE = re.compile(r"^[<>=|]?([a-zA-Z?])(\d*)(\[[a-zA-Z0-9]+\])?$")
+_DTYPE_CHAR_SIZES = {
+    "?": 1, "b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "l": 8, "L": 8, "q": 8, "Q": 8,
+    "e": 2, "f": 4, "d": 8, "g": 16, "F": 8, "D": 16, "G": 32, "O": 8, "M": 8, "m": 8,
+}  # fmt: skip
 
-    dtype = npformat.descr_to_dtype(descr)
-    return int(dtype.itemsize), bool(dtype.hasobject)
+
+def dtype_code_info(code: str) -> tuple[int, bool] | None:
+    """(itemsize, has_object) of a NumPy dtype string such as ``<f8``, ``u1`` or ``O8``.
+
+    Read without NumPy (the scanner imports no numerical library); None for a code it does not
+    know, which callers treat as unreadable.
+    """
+    match = _DTYPE_CODE.match(code)
+    if match is None:
+        return None
+    kind, digits, unit = match.group(1), match.group(2), match.group(3)
+    if unit and kind not in "Mm":
+        return None
+    if digits:
+        if kind not in "biufcOSUVaMm":
+            return None
+        size = int(digits) * (4 if kind == "U" else 1)
+        return size, kind == "O"
+    if kind in "SUVa":
+        return 0, False
+    if kind in _DTYPE_CHAR_SIZES:
+        return _DTYPE_CHAR_SIZES[kind], kind == "O"
+    return None
+
+
+def npy_dtype_info(descr: Any) -> tuple[int, bool]:
+    """(itemsize, has_object) for a ``.npy`` ``descr``, parsed without NumPy.
+
+    Raises
+    ------
+    ValueError
+        The descr is not a dtype string or a list of ``(name, descr[, shape])`` fields.
+    """
+    if isinstance(descr, str):
+        info = dtype_code_info(descr)
+        if info is None:
+            raise ValueError(f"unknown dtype {descr!r}")
+        return info
+    if not isinstance(descr, list) or not descr:
+        raise ValueError(f"unknown dtype {descr!r}")
+    total, has_object = 0, False
+    for field in descr:
+        if not isinstance(field, tuple) or len(field) not in (2, 3):
+            raise ValueError(f"bad structured dtype field {field!r}")
+        size, obj = npy_dtype_info(field[1])
+        count = 1
+        if len(field) == 3:
+            shape = field[2] if isinstance(field[2], tuple) else (field[2],)
+            if not all(type(n) is int and n >= 0 for n in shape):
+                raise ValueError(f"bad field shape {field[2]!r}")
+            for n in shape:
+                count *= n
+        total += size * count
+        has_object = has_object or obj
+    return total, has_object
+
+
+def _varint(data: memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _protobuf_fields(data: memoryview) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, value) of one protobuf message; raises ValueError if broken."""
+    pos, end = 0, len(data)
+    while pos < end:
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise ValueError("field number 0")
+        value: Any
+        if wire == 0:
+            value, pos = _varint(data, pos)
+        elif wire in (1, 5):
+            width = 8 if wire == 1 else 4
+            value, pos = data[pos : pos + width], pos + width
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            value, pos = data[pos : pos + length], pos + length
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if pos > end:
+            raise ValueError("a field runs past the end of its message")
+        yield number, wire, value
+
+
+def _messages(data: memoryview, number: int) -> Iterator[memoryview]:
+    for field, wire, value in _protobuf_fields(data):
+        if field == number:
+            if wire != 2:
+                raise ValueError(f"field {number} should be a message")
+            yield value
+
+
+# field numbers of onnx.proto3 that hold graphs, nodes and tensors
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE = 1, 5, 15
+_NODE_ATTRIBUTE = 5
+_ATTR_TENSOR, _ATTR_GRAPH, _ATTR_TENSORS, _ATTR_GRAPHS = 5, 6, 10, 11
+_ATTR_SPARSE, _ATTR_SPARSES = 22, 23
+_TENSOR_NAME, _TENSOR_EXTERNAL = 8, 13
+_MODEL_GRAPH, _MODEL_OPSET, _MODEL_TRAINING, _MODEL_FUNCTIONS = 7, 8, 20, 25
+
+
+def _onnx_graph_tensors(graph: memoryview, depth: int = 0) -> Iterator[memoryview]:
+    if depth > 64:
+        raise ValueError("subgraphs nested more than 64 levels")
+    for field, wire, value in _protobuf_fields(graph):
+        if wire != 2:
+            continue
+        if field == _GRAPH_INITIALIZER:
+            yield value
+        elif field == _GRAPH_SPARSE:
+            yield from _messages(value, 1)
+            yield from _messages(value, 2)
+        elif field == _GRAPH_NODE:
+            yield from _onnx_node_tensors(value, depth)
+
+
+def _onnx_node_tensors(node: memoryview, depth: int) -> Iterator[memoryview]:
+    for attribute in _messages(node, _NODE_ATTRIBUTE):
+        for field, wire, value in _protobuf_fields(attribute):
+            if wire != 2:
+                continue
+            if field in (_ATTR_TENSOR, _ATTR_TENSORS):
+                yield value
+            elif field in (_ATTR_SPARSE, _ATTR_SPARSES):
+                yield from _messages(value, 1)
+                yield from _messages(value, 2)
+            elif field in (_ATTR_GRAPH, _ATTR_GRAPHS):
+                yield from _onnx_graph_tensors(value, depth + 1)
+
+
+def _text(value: memoryview) -> str:
+    return bytes(value).decode("utf-8", errors="replace")
 
 
 def check_onnx(data: bytes, path: str) -> list[ScanIssue]:
-    """Parse an ONNX protobuf and check external-data paths and custom operator domains."""
+    """Parse an ONNX protobuf and check external-data paths and custom operator domains.
+
+    The protobuf is walked with a small reader of its wire format (no ``onnx`` import): every
+    tensor of the graph, of nested subgraphs, of training graphs and of functions is visited.
+    """
+    view = memoryview(data)
     try:
-        import onnx
-    except ImportError:  # pragma: no cover - onnx is installed with the onnx extra
-        return []
-    try:
-        model = onnx.load_model_from_string(data)
-    except Exception as exc:  # protobuf raises DecodeError and friends
-        return [
-            _issue("onnx.malformed", Severity.MEDIUM, path, f"not a valid ONNX protobuf ({exc})")
-        ]
-    issues = []
-    for tensor in _onnx_tensors(model.graph):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        pure = PurePosixPath(location.replace("\\", "/"))
-        if pure.is_absolute() or ".." in pure.parts or re.match(r"^[A-Za-z]:", location):
-            issues.append(
-                _issue(
-                    "onnx.external-data-path",
-                    Severity.HIGH,
-                    path,
-                    f"tensor {tensor.name!r} reads external data from {location!r}, outside the "
-                    "model's folder (path traversal)",
+        fields = list(_protobuf_fields(view))
+        graphs = [v for f, w, v in fields if f == _MODEL_GRAPH and w == 2]
+        if len(graphs) != 1 or not any(f == 1 and w == 0 for f, w, _ in fields):
+            raise ValueError("a model needs one graph and an ir_version")
+        tensors = list(_onnx_graph_tensors(graphs[0]))
+        for field, wire, value in fields:
+            if field == _MODEL_TRAINING and wire == 2:
+                for training_graph in (*_messages(value, 1), *_messages(value, 2)):
+                    tensors += _onnx_graph_tensors(training_graph)
+            elif field == _MODEL_FUNCTIONS and wire == 2:
+                for node in _messages(value, 7):
+                    tensors += _onnx_node_tensors(node, 0)
+        domains = set()
+        for opset in (v for f, w, v in fields if f == _MODEL_OPSET and w == 2):
+            named = [_text(v) for f, w, v in _protobuf_fields(opset) if f == 1 and w == 2]
+            domains.update(named or [""])
+        issues = []
+        for tensor in tensors:
+            name, location = "", None
+            for field, wire, value in _protobuf_fields(tensor):
+                if field == _TENSOR_NAME and wire == 2:
+                    name = _text(value)
+                elif field == _TENSOR_EXTERNAL and wire == 2:
+                    entry = {f: _text(v) for f, w, v in _protobuf_fields(value) if w == 2}
+                    if entry.get(1) == "location":
+                        location = entry.get(2, "")
+            if location is None:
+                continue
+            pure = PurePosixPath(location.replace("\\", "/"))
+            if pure.is_absolute() or ".." in pure.parts or re.match(r"^[A-Za-z]:", location):
+                issues.append(
+                    _issue(
+                        "onnx.external-data-path",
+                        Severity.HIGH,
+                        path,
+                        f"tensor {name!r} reads external data from {location!r}, outside the "
+                        "model's folder (path traversal)",
+                    )
                 )
-            )
-    custom = sorted({o.domain for o in model.opset_import} - _STANDARD_ONNX_DOMAINS)
+    except ValueError as exc:
+        return [_issue("onnx.malformed", Severity.HIGH, path, f"not a valid ONNX protobuf ({exc})")]
+    custom = sorted(domains - _STANDARD_ONNX_DOMAINS)
     if custom:
         issues.append(
             _issue(
@@ -277,19 +464,6 @@ def check_onnx(data: bytes, path: str) -> list[ScanIssue]:
             )
         )
     return issues
-
-
-def _onnx_tensors(graph: Any) -> Iterator[Any]:
-    yield from graph.initializer
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("t"):
-                yield attribute.t
-            yield from attribute.tensors
-            if attribute.HasField("g"):
-                yield from _onnx_tensors(attribute.g)
-            for sub in attribute.graphs:
-                yield from _onnx_tensors(sub)
 
 
 def _walk_layers(config: Any) -> Iterator[dict[str, Any]]:

@@ -8,15 +8,24 @@ resolves ``STACK_GLOBAL`` even when its module and name strings come back from t
 themselves results of calls (the ``getattr`` pattern). Every global is judged by
 :mod:`mlwarden.supplychain.scan.policy`.
 
-Three stream layouts are followed as their loaders read them:
+Stream layouts are followed as every loader that may read them does:
 
-* consecutive pickles (legacy ``torch.save`` writes five, then raw tensor bytes);
+* consecutive pickles (legacy ``torch.save`` writes five, all unpickled by ``torch.load``, then
+  raw tensor bytes); after a pickle's STOP, further bytes that import or call anything before
+  they break are reported, since a reader that loads in a loop runs them;
 * joblib files, whose array bytes follow each ``NumpyArrayWrapper`` inside the pickle stream
-  (object arrays as a nested pickle, which is scanned);
+  (object arrays as a nested pickle, which is scanned). ``pickle.load`` and ``torch.load`` do
+  not skip those bytes, so the stream is read a second time without skipping them;
+* frames (protocol 4+): ``pickle.loads`` and ``pickletools`` read across a frame's end, but
+  CPython's unpickler reading a *file* drops the rest of the frame when an argument crosses it.
+  No pickler writes such an argument; it is reported and the file reader's view is scanned too;
 * pickles embedded as bytes arguments of ``pickle.loads``, ``torch.load`` and friends.
 
 If the symbolic stack ever disagrees with the stream, the rest is still read opcode by opcode and
-every global found is reported, so a confusing stream cannot hide a payload.
+every global found is reported, so a confusing stream cannot hide a payload. A stream that breaks
+is scanned up to the point where CPython's unpickler stops; if nothing was imported or called by
+then, unpickling it runs nothing (``PickleScan.actions`` is 0), which is how the scanner tells a
+file that is not a pickle from a broken one.
 """
 
 from __future__ import annotations
@@ -26,13 +35,15 @@ import io
 import logging
 import mmap
 import pickletools
+import re
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from mlwarden.report.findings import Severity
-from mlwarden.supplychain.scan.policy import classify_global, is_nested_loader
+from mlwarden.supplychain.scan.formats import dtype_code_info
+from mlwarden.supplychain.scan.policy import calls_argument, classify_global, is_nested_loader
 from mlwarden.supplychain.scan.results import GlobalUse, ScanIssue
 
 __all__ = ["PickleScan", "scan_pickle_bytes", "scan_pickle_stream"]
@@ -50,6 +61,12 @@ _JOBLIB_WRAPPERS = frozenset(
     }
 )
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_TORCH_LEGACY_PICKLES = 5  # magic, protocol, sys_info, the object, the storage keys
+_IDENTIFIER_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# how each opcode's argument is read (pickletools' ArgumentDescriptor.n), for frame checks
+_ARG_SIZE = {op.name: op.arg.n if op.arg is not None else 0 for op in pickletools.opcodes}
+_TWO_LINES = frozenset({"GLOBAL", "INST"})
+_CODE2OP = {op.code: op for op in pickletools.opcodes}
 
 
 class _Mark:
@@ -66,13 +83,14 @@ class _Opaque:
 
 
 class _Global:
-    """What ``GLOBAL``/``STACK_GLOBAL`` pushes."""
+    """What ``GLOBAL``/``STACK_GLOBAL`` pushes (``importable``: its names are identifiers)."""
 
-    __slots__ = ("fullname", "offset")
+    __slots__ = ("fullname", "importable", "offset")
 
-    def __init__(self, fullname: str, offset: int) -> None:
+    def __init__(self, fullname: str, offset: int, importable: bool = True) -> None:
         self.fullname = fullname
         self.offset = offset
+        self.importable = importable
 
 
 class _Obj:
@@ -114,7 +132,15 @@ class _DictVal:
 
 
 class _StackError(Exception):
-    """The symbolic stack cannot follow the stream (a loader would fail here too)."""
+    """The symbolic stack cannot follow the stream.
+
+    ``definite``: CPython's unpickler raises at the same opcode (stack underflow, no MARK, a
+    missing memo key), so nothing after it runs; otherwise only the scanner's model is lost.
+    """
+
+    def __init__(self, message: str, *, definite: bool = True) -> None:
+        super().__init__(message)
+        self.definite = definite
 
 
 class _Reader:
@@ -195,6 +221,11 @@ class _Direct:
         self.stream = stream
         self._end = end
 
+    @property
+    def end(self) -> int:
+        """The offset the readable bytes end at."""
+        return self._end
+
     def read(self, n: int) -> bytes:
         return bytes(self.stream.read(n))
 
@@ -241,12 +272,16 @@ class PickleScan:
     protocols: list[int] = field(default_factory=list)
     kind: str = "pickle"
     complete: bool = True
+    actions: int = 0
+    error_offset: int | None = None
+    error: str | None = None
 
     def merge(self, other: PickleScan) -> None:
         """Fold a nested scan into this one."""
         self.issues.extend(other.issues)
         self.notes.extend(other.notes)
         self.opcodes += other.opcodes
+        self.actions += other.actions
         for key, use in other.globals.items():
             mine = self.globals.get(key)
             if mine is None:
@@ -259,10 +294,24 @@ class PickleScan:
 class _Segment:
     """One pickle (up to its STOP) run on the symbolic stack."""
 
-    def __init__(self, reader: _Reader | _Direct, path: str, depth: int) -> None:
+    def __init__(
+        self,
+        reader: _Reader | _Direct,
+        path: str,
+        depth: int,
+        *,
+        context: str = "pickle",
+        joblib: bool = True,
+    ) -> None:
         self.reader = reader
         self.path = path
         self.depth = depth
+        self.context = context
+        self.joblib = joblib
+        self.actions = 0
+        self.halted = False  # CPython's unpickler has stopped: later opcodes never run
+        self.frame_end: int | None = None
+        self.frame_crossings: list[tuple[int, int]] = []
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
         self.memo: dict[int, Any] = {}
@@ -286,7 +335,10 @@ class _Segment:
         self.issues.append(ScanIssue(rule, severity, self.path, message, offset, dict(details)))
 
     def import_global(self, module: str, name: str, offset: int, opcode: str) -> _Global:
-        verdict = classify_global(module, name)
+        importable = bool(_IDENTIFIER_PATH.match(module) and _IDENTIFIER_PATH.match(name))
+        if importable and not self.halted:
+            self.actions += 1  # a name no module can have imports nothing
+        verdict = classify_global(module, name, context=self.context)
         key = verdict.fullname
         use = self.uses.get(key)
         if use is None:
@@ -296,11 +348,14 @@ class _Segment:
         use.count += 1
         if opcode == "INST":
             use.calls.add("INST")
-        return _Global(key, offset)
+        return _Global(key, offset, importable)
 
     def call(self, callee: Any, args: Any, opcode: str, offset: int) -> _Obj:
+        if not self.halted and (not isinstance(callee, _Global) or callee.importable):
+            self.actions += 1
         if isinstance(callee, _Global):
             self.uses[callee.fullname].calls.add(opcode)
+            self.check_called_arguments(callee, args, opcode, offset)
             if callee.fullname in {"copyreg._reconstructor", "copyreg.__newobj__"} and (
                 isinstance(args, tuple)
             ):
@@ -331,6 +386,39 @@ class _Segment:
                 opcode=opcode,
             )
         return _Obj(callee, args, opcode, offset)
+
+    def check_called_arguments(self, callee: _Global, args: Any, opcode: str, offset: int) -> None:
+        """An allow-listed helper that calls its argument is only as safe as that argument."""
+        positions = calls_argument(callee.fullname)
+        if not positions or not isinstance(args, tuple):
+            return
+        for position in positions:
+            if position >= len(args):
+                continue
+            value = args[position]
+            if isinstance(value, _Global):
+                # allow-listed, or already reported at its own severity when imported
+                continue
+            if _is_plain_value(value):
+                continue
+            if (
+                isinstance(value, _Obj)
+                and isinstance(value.callee, _Global)
+                and value.callee.fullname in self.uses
+                and self.uses[value.callee.fullname].severity is None
+            ):
+                continue  # an object an allow-listed constructor built (a BitGenerator)
+            what = value.type_name if isinstance(value, _Obj) else type(value).__name__.strip("_")
+            self.issue(
+                "pickle.unsafe-callable-argument",
+                Severity.CRITICAL,
+                f"{opcode} at offset {offset} calls {callee.fullname}, which calls its argument "
+                f"#{position}; that argument is computed at load time ({what}), not an "
+                "allow-listed global, so it can be any function (eval, a file writer, ...)",
+                offset,
+                callee=callee.fullname,
+                argument=position,
+            )
 
     def scan_nested(self, payload: Any, offset: int, loader: str) -> None:
         data = _as_bytes(payload)
@@ -377,10 +465,13 @@ class _Segment:
                 pos = int(offset or 0)
                 count += 1
                 name = opcode.name
+                if self.frame_end is not None:
+                    self.check_frame(name, arg, pos)
                 if self.symbolic:
                     try:
                         handlers[name](self, arg, pos)
                     except (_StackError, IndexError, KeyError, TypeError, ValueError) as exc:
+                        self.halted = isinstance(exc, _StackError) and exc.definite
                         self.symbolic = False
                         self.error = f"{name}: {exc}"
                         self.error_offset = pos
@@ -396,8 +487,33 @@ class _Segment:
             self.opcodes += count
         return True
 
+    def check_frame(self, name: str, arg: Any, pos: int) -> None:
+        """Report an opcode whose argument crosses the end of the current frame."""
+        frame_end = self.frame_end
+        assert frame_end is not None
+        if pos >= frame_end:
+            self.frame_end = None
+            return
+        end = self.reader.tell()
+        if end <= frame_end:
+            return
+        self.frame_end = None
+        self.frame_crossings.append((pos, frame_end))
+        self.issue(
+            "pickle.frame-crossing",
+            Severity.HIGH,
+            f"{name} at offset {pos} reads its argument across the end of its frame (offset "
+            f"{frame_end}); no pickler writes this, and CPython's unpickler reads it differently "
+            "from a file than from bytes, which hides opcodes from scanners",
+            pos,
+        )
+
     def raw_step(self, name: str, arg: Any, pos: int) -> None:
         """Opcode-by-opcode fallback once the stack cannot be followed: report every global."""
+        if name in {"REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ", "BUILD"} and not self.halted:
+            self.actions += 1
+        elif name == "FRAME":
+            self.frame_end = pos + 9 + int(arg)
         if name in {"GLOBAL", "INST"}:
             module, _, attr = str(arg).partition(" ")
             self.import_global(module, attr, pos, name)
@@ -566,7 +682,11 @@ class _Segment:
         self.pop()
         self.stack.append(_Opaque("persistent"))
 
+    def op_frame(self, arg: Any, pos: int) -> None:
+        self.frame_end = pos + 9 + int(arg)
+
     def op_ext(self, arg: Any, pos: int) -> None:
+        self.actions += 1
         self.issue(
             "pickle.extension-global",
             Severity.HIGH,
@@ -606,29 +726,33 @@ class _Segment:
         type_name = inst.type_name
         if type_name in self.uses:
             self.uses[type_name].calls.add("BUILD")
-        if type_name in _JOBLIB_WRAPPERS:
+        if type_name in _JOBLIB_WRAPPERS and self.joblib:
             self.skip_joblib_array(inst, state, pos)
 
     def skip_joblib_array(self, inst: _Obj, state: Any, pos: int) -> None:
         """Step over the array bytes joblib writes right after a ``NumpyArrayWrapper``."""
         info = _joblib_array_info(state)
         if info is None:
-            raise _StackError("a joblib array whose shape or dtype cannot be read")
+            raise _StackError("a joblib array whose shape or dtype cannot be read", definite=False)
         nbytes, has_object, aligned = info
         self.joblib_arrays += 1
         if has_object:
             nested = PickleScan()
-            segment = _Segment(self.reader, self.path, self.depth + 1)
+            segment = _Segment(self.reader, self.path, self.depth + 1, context=self.context)
             completed = segment.run()
-            _fold(nested, segment, first=True, completed=completed)
+            _fold(nested, segment, mode="full", completed=completed)
             self.nested.append(nested)
             return
         if aligned:
             pad = self.reader.read(1)
             if len(pad) != 1 or not self.reader.skip(pad[0]):
-                raise _StackError("joblib array padding runs past the end of the file")
+                raise _StackError(
+                    "joblib array padding runs past the end of the file", definite=False
+                )
         if not self.reader.skip(nbytes):
-            raise _StackError(f"joblib array of {nbytes} bytes runs past the end of the file")
+            raise _StackError(
+                f"joblib array of {nbytes} bytes runs past the end of the file", definite=False
+            )
 
 
 _HANDLERS: dict[str, Any] = {
@@ -670,7 +794,8 @@ _HANDLERS: dict[str, Any] = {
     **dict.fromkeys(["LIST", "FROZENSET"], _Segment.op_container_from_mark),
     **dict.fromkeys(["APPENDS", "ADDITEMS"], _Segment.op_extend),
     **dict.fromkeys(["EXT1", "EXT2", "EXT4"], _Segment.op_ext),
-    **dict.fromkeys(["FRAME", "READONLY_BUFFER"], _Segment.op_nothing),
+    "FRAME": _Segment.op_frame,
+    "READONLY_BUFFER": _Segment.op_nothing,
     "MEMOIZE": _Segment.op_memoize,
     "MARK": _Segment.op_mark,
     "EMPTY_TUPLE": _Segment.op_empty_tuple,
@@ -739,12 +864,17 @@ def _dtype_info(value: Any) -> tuple[int, bool] | None:
     )
     if len(state) >= 6 and isinstance(state[5], int) and state[5] > 0:
         return state[5], has_object
-    import numpy as np
-
-    try:
-        return int(np.dtype(code).itemsize), has_object
-    except TypeError:
+    info = dtype_code_info(code)
+    if info is None:
         return None
+    return info[0], has_object or info[1]
+
+
+def _is_plain_value(value: Any) -> bool:
+    """A value that is not callable: strings, numbers, None, and tuples of those."""
+    if value is None or type(value) in {str, bytes, int, float, bool}:
+        return True
+    return type(value) is tuple and all(_is_plain_value(v) for v in value)
 
 
 def _joblib_array_info(state: Any) -> tuple[int, bool, bool] | None:
@@ -789,19 +919,43 @@ def _global_issues(uses: dict[str, GlobalUse], path: str) -> list[ScanIssue]:
     return issues
 
 
-def _fold(scan: PickleScan, segment: _Segment, *, first: bool, completed: bool) -> None:
-    """Add one pickle's findings; a damaged trailing segment keeps only dangerous globals."""
+def _fold(scan: PickleScan, segment: _Segment, *, mode: str, completed: bool) -> None:
+    """Add one pickle's findings.
+
+    ``mode`` says whether a loader unpickles the segment: ``full`` (the first pickle, and the
+    five of a legacy torch file), ``trailing`` (bytes after a complete pickle, which a reader
+    that loads in a loop runs) or ``raw`` (tensor data after a legacy torch file's pickles,
+    which no loader unpickles: only critical globals read by chance there are kept).
+    """
     scan.opcodes += segment.opcodes
+    scan.actions += segment.actions
     for nested in segment.nested:
         scan.merge(nested)
-    if not first and not completed:
-        # bytes after a complete pickle that do not form one (tensor data of a legacy torch.save,
-        # or junk): opcodes read by chance are noise, but a deny-listed global is still reported
-        kept = {k: u for k, u in segment.uses.items() if u.severity and u.severity.rank >= 3}
+    if mode == "raw" or (mode == "trailing" and not completed):
+        if mode == "raw":
+            kept = {k: u for k, u in segment.uses.items() if u.severity and u.severity.rank >= 4}
+        else:
+            # a reader calling pickle.load again runs these bytes up to where they break
+            kept = {k: u for k, u in segment.uses.items() if u.severity is not None}
+            scan.issues.extend(segment.issues)
+            if segment.actions:
+                scan.complete = False
+                scan.issues.append(
+                    ScanIssue(
+                        "pickle.malformed",
+                        Severity.HIGH,
+                        segment.path,
+                        f"bytes after pickle #{scan.pickles} import or call something before "
+                        f"they break at offset {segment.error_offset} ({segment.error}); a "
+                        "reader that calls pickle.load again runs them",
+                        segment.error_offset,
+                    )
+                )
         scan.issues.extend(_global_issues(kept, segment.path))
         _merge_uses(scan.globals, kept)
         return
-    scan.pickles += 1
+    if completed:
+        scan.pickles += 1
     scan.protocols.append(segment.protocol)
     scan.issues.extend(segment.issues)
     scan.issues.extend(_global_issues(segment.uses, segment.path))
@@ -809,17 +963,20 @@ def _fold(scan: PickleScan, segment: _Segment, *, first: bool, completed: bool) 
     if segment.joblib_arrays:
         scan.kind = "joblib"
         scan.notes.append(
-            f"{segment.joblib_arrays} joblib array payload(s) stepped over as joblib.load reads them"
+            f"{segment.joblib_arrays} joblib array payload(s) stepped over as joblib.load reads "
+            "them; the stream was also read as pickle.load reads it, without stepping over them"
         )
     if not completed or segment.error is not None:
         scan.complete = False
         where = segment.error_offset
+        if scan.error is None:
+            scan.error, scan.error_offset = segment.error, where
         if completed:
             message = (
                 f"the opcode stream cannot be followed from offset {where} ({segment.error}); "
                 "the rest was checked opcode by opcode"
             )
-            severity = Severity.MEDIUM
+            severity = Severity.MEDIUM if segment.actions == 0 else Severity.HIGH
         else:
             message = (
                 f"the pickle is malformed at offset {where} ({segment.error}); a loader runs "
@@ -842,7 +999,12 @@ def _merge_uses(into: dict[str, GlobalUse], uses: dict[str, GlobalUse]) -> None:
 
 
 def scan_pickle_stream(
-    stream: BinaryIO, *, path: str, size: int | None = None, depth: int = 0
+    stream: BinaryIO,
+    *,
+    path: str,
+    size: int | None = None,
+    depth: int = 0,
+    context: str = "pickle",
 ) -> PickleScan:
     """Scan every consecutive pickle in ``stream`` (from its current position).
 
@@ -856,14 +1018,19 @@ def scan_pickle_stream(
         Bytes available from the current position; reads are clamped to it.
     depth
         Nesting level (pickles inside pickles); scanning stops at 6.
+    context
+        How globals are judged: ``pickle``, or ``torchscript`` for a pickle inside a TorchScript
+        archive (see :func:`~mlwarden.supplychain.scan.policy.classify_global`).
 
     Returns
     -------
     PickleScan
-        The issues, the imported globals and the stream's layout.
+        The issues, the imported globals and the stream's layout. ``pickles`` is 0 and
+        ``actions`` 0 when the bytes are not a pickle: unpickling them fails (at
+        ``error_offset``) before anything is imported or called.
     """
     with _open_reader(stream, size) as reader:
-        return _scan_segments(reader, path=path, size=size, depth=depth)
+        return _scan_segments(reader, path=path, size=size, depth=depth, context=context)
 
 
 _IN_MEMORY = 256 << 20
@@ -891,32 +1058,162 @@ def _open_reader(stream: BinaryIO, size: int | None) -> Iterator[_Reader | _Dire
 
 
 def _scan_segments(
-    reader: _Reader | _Direct, *, path: str, size: int | None, depth: int
+    reader: _Reader | _Direct,
+    *,
+    path: str,
+    size: int | None,
+    depth: int,
+    context: str,
+    joblib: bool = True,
 ) -> PickleScan:
     scan = PickleScan()
     origin = reader.tell()
-    first = True
+    index = 0
+    crossings: list[tuple[int, int]] = []
     while True:
         start = reader.tell()
-        segment = _Segment(reader, path, depth)
+        segment = _Segment(reader, path, depth, context=context, joblib=joblib)
         completed = segment.run()
-        _fold(scan, segment, first=first, completed=completed)
-        if first and completed and segment.result == _TORCH_LEGACY_MAGIC:
+        crossings += segment.frame_crossings
+        if index == 0 or (scan.kind == "pytorch-legacy" and index < _TORCH_LEGACY_PICKLES):
+            mode = "full"
+        elif scan.kind == "pytorch-legacy":
+            mode = "raw"
+        else:
+            mode = "trailing"
+        _fold(scan, segment, mode=mode, completed=completed)
+        if index == 0 and completed and segment.result == _TORCH_LEGACY_MAGIC:
             scan.kind = "pytorch-legacy"
+        if index == 0 and not completed:
+            scan.error, scan.error_offset = segment.error, segment.error_offset
+        index += 1
         if not completed:
-            if not first:
+            if index > 1 and segment.actions == 0:
                 left = "the" if size is None else str(size - (start - origin))
                 scan.notes.append(
                     f"{left} bytes after pickle #{scan.pickles} are not a pickle (tensor data of "
                     "a legacy torch.save, or trailing data) and were not parsed"
                 )
             break
-        first = False
-        if not reader.peek_byte():
+        if mode == "raw" or not reader.peek_byte():
             break
+    if isinstance(reader, _Direct):
+        end = reader.tell()
+        for position, frame_end in crossings:
+            _scan_file_reader_view(scan, reader, position, frame_end, path, depth, context)
+        if joblib and scan.kind == "joblib":
+            reader.stream.seek(origin)
+            plain = _scan_segments(
+                reader, path=path, size=size, depth=depth, context=context, joblib=False
+            )
+            _merge_alternative(scan, plain)
+        reader.stream.seek(end)
     return scan
 
 
-def scan_pickle_bytes(data: bytes, *, path: str, depth: int = 0) -> PickleScan:
+def _merge_alternative(scan: PickleScan, other: PickleScan) -> None:
+    """Add what another loader's reading of the same bytes found, without repeating issues."""
+    seen = {(i.rule, i.details.get("global"), i.offset) for i in scan.issues}
+    for issue in other.issues:
+        if issue.rule == "pickle.malformed":
+            continue
+        key = (issue.rule, issue.details.get("global"), issue.offset)
+        if key not in seen:
+            seen.add(key)
+            scan.issues.append(issue)
+    _merge_uses(scan.globals, {k: u for k, u in other.globals.items() if k not in scan.globals})
+    scan.actions += other.actions
+
+
+def _file_reader_resume(data: Any, position: int, frame_end: int) -> int | None:
+    """Where CPython's unpickler reading a file continues after the opcode at ``position``.
+
+    Its buffer holds exactly the frame; a read that does not fit in what is left of it drops
+    that rest and reads from the file after the frame (``_Unpickler_ReadImpl``).
+    """
+    data.seek(position)
+    op = data.read(1)
+    if not op:
+        return None
+    opcode = _CODE2OP.get(op.decode("latin-1"))
+    if opcode is None:
+        return None
+    cursor, buffer_end = position + 1, frame_end
+
+    def read(n: int) -> bytes:
+        nonlocal cursor, buffer_end
+        if cursor + n <= buffer_end:
+            start = cursor
+            cursor += n
+        else:
+            start = buffer_end
+            cursor = buffer_end = start + n
+        data.seek(start)
+        return bytes(data.read(n))
+
+    def readline() -> None:
+        nonlocal cursor, buffer_end
+        data.seek(cursor)
+        chunk = bytes(data.read(max(0, buffer_end - cursor)))
+        newline = chunk.find(b"\n")
+        if newline >= 0:
+            cursor += newline + 1
+            return
+        data.seek(buffer_end)
+        line = data.readline()
+        cursor = buffer_end = buffer_end + len(line)
+
+    size = _ARG_SIZE[opcode.name]
+    if opcode.name in _TWO_LINES:
+        readline()
+        readline()
+    elif size == pickletools.UP_TO_NEWLINE:
+        readline()
+    elif size >= 0:
+        read(size)
+    else:
+        width = {
+            pickletools.TAKEN_FROM_ARGUMENT1: 1,
+            pickletools.TAKEN_FROM_ARGUMENT4: 4,
+            pickletools.TAKEN_FROM_ARGUMENT4U: 4,
+            pickletools.TAKEN_FROM_ARGUMENT8U: 8,
+        }[size]
+        length = int.from_bytes(read(width), "little", signed=width == 4 and size == -3)
+        read(max(0, length))
+    return cursor
+
+
+def _scan_file_reader_view(
+    scan: PickleScan,
+    reader: _Direct,
+    position: int,
+    frame_end: int,
+    path: str,
+    depth: int,
+    context: str,
+) -> None:
+    """Scan the opcodes CPython's file unpickler reads after a frame-crossing argument."""
+    resume = _file_reader_resume(reader.stream, position, frame_end)
+    if resume is None or resume >= reader.end:
+        return
+    reader.stream.seek(resume)
+    segment = _Segment(reader, f"{path}@file-view", depth, context=context)
+    segment.run()
+    kept = {k: u for k, u in segment.uses.items() if u.severity is not None}
+    scan.issues.extend(i for i in segment.issues if i.rule != "pickle.frame-crossing")
+    scan.issues.extend(_global_issues(kept, segment.path))
+    _merge_uses(scan.globals, kept)
+    scan.actions += segment.actions
+    scan.notes.append(
+        f"an argument at offset {position} crosses its frame's end; the opcodes CPython's file "
+        f"unpickler reads from offset {resume} were scanned as well"
+    )
+
+
+def scan_pickle_bytes(
+    data: bytes, *, path: str, depth: int = 0, context: str = "pickle"
+) -> PickleScan:
     """:func:`scan_pickle_stream` over bytes in memory."""
-    return scan_pickle_stream(io.BytesIO(data), path=path, size=len(data), depth=depth)
+    return scan_pickle_stream(
+        io.BytesIO(data), path=path, size=len(data), depth=depth, context=context
+    )

@@ -4,14 +4,18 @@ A pickle can only run code through the globals it imports (``GLOBAL``, ``STACK_G
 and the opcodes that call them (``REDUCE``, ``NEWOBJ``, ``OBJ``, ``INST``, ``BUILD``), so each
 global is judged here:
 
-* **allow-listed** (no finding): the tensor, storage, dtype and container rebuild functions
-  PyTorch, NumPy, joblib and the standard library use to serialise data. The PyTorch part mirrors
-  the globals ``torch.load(weights_only=True)`` accepts;
+* **allow-listed** (no finding), by exact name only: the tensor, storage, dtype and container
+  rebuild functions PyTorch, NumPy, joblib and the standard library use to serialise data. The
+  PyTorch part mirrors the globals ``torch.load(weights_only=True)`` accepts. A few of them call
+  one of their arguments (``_rebuild_from_type_v2(func, ...)`` calls ``func``); those are listed
+  in :data:`CALLS_ARGUMENT` and the pickle reader reports a call whose argument is not itself
+  allow-listed;
 * **deny-listed** (critical or high): anything that runs commands or code, imports modules,
-  unpickles nested data, touches files or the network, or reaches attributes dynamically;
-* **known library types** (low): scikit-learn, SciPy, pandas, XGBoost, ... objects. They do not
-  run code by themselves but are only as trustworthy as the library version that loads them;
-* **everything else** (medium): reported so that a human decides, never silently passed.
+  unpickles nested data, touches files or the network, or reaches attributes dynamically; any
+  dunder (``__builtins__``, ``__loader__``, ``__globals__``) anywhere in the path is critical;
+* **everything else** (high): a pickle can call any global it imports, so a callable outside the
+  allow-list of data-only constructors is enough to fail the default ``--fail-on high`` gate.
+  Object types of known ML libraries say so in their reason, but are still high.
 """
 
 from __future__ import annotations
@@ -22,9 +26,17 @@ from dataclasses import dataclass
 
 from mlwarden.report.findings import Severity
 
-__all__ = ["GlobalVerdict", "classify_global", "is_nested_loader"]
+__all__ = [
+    "CALLS_ARGUMENT",
+    "CONTEXTS",
+    "TORCHSCRIPT_GLOBALS",
+    "GlobalVerdict",
+    "calls_argument",
+    "classify_global",
+    "is_nested_loader",
+]
 
-_C, _H, _M, _L = Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW
+_C, _H = Severity.CRITICAL, Severity.HIGH
 
 
 def _words(text: str) -> list[str]:
@@ -140,7 +152,47 @@ _SAFE_GLOBALS: frozenset[str] = frozenset(
         )
     ]
 )
-_SAFE_PREFIXES = ("numpy.dtypes.",)
+_NUMPY_DTYPE_CLASSES = _words(
+    "BoolDType ByteDType BytesDType CLongDoubleDType Complex128DType Complex64DType "
+    "DateTime64DType Float16DType Float32DType Float64DType Int16DType Int32DType Int64DType "
+    "Int8DType IntDType LongDType LongDoubleDType LongLongDType ShortDType StrDType StringDType "
+    "TimeDelta64DType UByteDType UInt16DType UInt32DType UInt64DType UInt8DType UIntDType "
+    "ULongDType ULongLongDType UShortDType VoidDType"
+)
+_SAFE_GLOBALS = _SAFE_GLOBALS | frozenset(f"numpy.dtypes.{n}" for n in _NUMPY_DTYPE_CLASSES)
+
+CALLS_ARGUMENT: dict[str, tuple[int, ...]] = {
+    "torch._tensor._rebuild_from_type": (0, 1),
+    "torch._tensor._rebuild_from_type_v2": (0, 1),
+    "torch._utils._rebuild_wrapper_subclass": (0,),
+    "numpy.random._pickle.__randomstate_ctor": (0, 1),
+    "numpy.random._pickle.__generator_ctor": (0, 1),
+    "numpy.random._pickle.__bit_generator_ctor": (0,),
+    "numpy.core.multiarray._reconstruct": (0,),
+    "numpy._core.multiarray._reconstruct": (0,),
+    "numpy.ma.core._mareconstruct": (0, 1),
+    "copyreg._reconstructor": (0, 1),
+    "copyreg.__newobj__": (0,),
+    "copyreg.__newobj_ex__": (0,),
+    "collections.defaultdict": (0,),
+}
+"""Allow-listed callables that call (or construct) one of their positional arguments.
+
+Calling them is only as safe as that argument: the pickle reader requires it to be an
+allow-listed global or a plain value (a string such as ``"MT19937"``), and reports anything else
+(``_rebuild_from_type_v2(builtins.eval, ...)``) as critical.
+"""
+
+TORCHSCRIPT_GLOBALS: frozenset[str] = frozenset(
+    f"torch.jit._pickle.{n}"
+    for n in _words(
+        "build_intlist build_tensorlist build_doublelist build_boollist build_complexlist "
+        "build_tensor_from_id restore_type_tag"
+    )
+)
+"""What ``torch.jit.save`` writes into the pickles of a TorchScript archive besides the
+tensor rebuild helpers: list builders and the type tags its C++ unpickler reads. They return
+their argument and are allowed only inside a recognised TorchScript archive."""
 
 # builtins by name: every other builtin is unknown (medium)
 _BUILTINS: dict[str, tuple[Severity, str]] = {
@@ -155,16 +207,16 @@ _BUILTINS: dict[str, tuple[Severity, str]] = {
     },
     "input": (_H, "reads from the terminal"),
     "help": (_H, "starts the interactive help system and a pager"),
-    "exit": (_M, "stops the interpreter"),
-    "quit": (_M, "stops the interpreter"),
-    "print": (_L, "writes to standard output"),
-    "type": (_M, "creates new classes"),
-    "memoryview": (_L, "exposes raw memory of another object"),
-    "map": (_M, "calls another callable on each item"),
-    "filter": (_M, "calls another callable on each item"),
-    "staticmethod": (_M, "wraps a callable"),
-    "classmethod": (_M, "wraps a callable"),
-    "property": (_M, "wraps a callable"),
+    "exit": (_H, "stops the interpreter"),
+    "quit": (_H, "stops the interpreter"),
+    "print": (_H, "writes to standard output"),
+    "type": (_H, "creates new classes"),
+    "memoryview": (_H, "exposes raw memory of another object"),
+    "map": (_H, "calls another callable on each item"),
+    "filter": (_H, "calls another callable on each item"),
+    "staticmethod": (_H, "wraps a callable"),
+    "classmethod": (_H, "wraps a callable"),
+    "property": (_H, "wraps a callable"),
     "super": (_H, "reaches methods of base classes"),
 }
 
@@ -181,10 +233,26 @@ _MODULES: dict[str, tuple[Severity, str]] = {
             "commands",
             "popen2",
             "_posixsubprocess",
+            "aix",
+            "_aix_support",
+            "osx",
+            "_osx_support",
+            "pydoc",
+            "venv",
+            "platform",
+            "mailcap",
+            "pyrepl",
+            "_pyrepl",
+            "idlelib",
+            "test",
+            "lib2to3",
+            "cgitb",
+            "uuid",
+            "ctypes",
         )
     },
     **{
-        m: (_M, "path helpers (harmless alone, unusual in a model)")
+        m: (_H, "path helpers (harmless alone, unusual in a model)")
         for m in ("os.path", "posixpath", "ntpath", "genericpath")
     },
     **{
@@ -222,6 +290,9 @@ _MODULES: dict[str, tuple[Severity, str]] = {
         )
     },
     "joblib": (_H, "joblib internals other than its array placeholders"),
+    "logging": (_H, "logging handlers open files, sockets and subprocess pipes"),
+    "nntplib": (_H, "opens network connections or URLs"),
+    "torch.utils._config_module": (_H, "configuration modules patch settings and import code"),
     "logging.config": (_H, "logging configuration can instantiate arbitrary classes"),
     "torch.package": (_H, "torch.package archives import and run packaged code"),
     "torch.jit": (_H, "compiles and runs TorchScript code"),
@@ -257,6 +328,7 @@ _NAMES: dict[str, tuple[Severity, str]] = {
             "torch._export.serde.serialize.deserialize",
         )
     },
+    "torch.compile": (_C, "compiles and runs Python code"),
     "torch.save": (_H, "writes files"),
     "numpy.save": (_H, "writes files"),
     "numpy.savez": (_H, "writes files"),
@@ -276,30 +348,25 @@ _NESTED_LOADERS = frozenset(
     f"{m}.{f}" for m in ("pickle", "_pickle", "cPickle", "dill", "cloudpickle") for f in ("loads",)
 )
 
-_LIBRARIES = (
-    "sklearn",
-    "scipy",
-    "pandas",
-    "xgboost",
-    "lightgbm",
-    "catboost",
-    "transformers",
-    "tokenizers",
-    "sentencepiece",
-    "numpy",
-    "torch",
-    "torchvision",
-    "timm",
-    "keras",
-    "tensorflow",
-    "statsmodels",
-    "skops",
-    "onnx",
+_LIBRARIES = frozenset(
+    _words(
+        "sklearn scipy pandas xgboost lightgbm catboost transformers tokenizers sentencepiece "
+        "numpy torch torchvision timm keras tensorflow statsmodels skops onnx"
+    )
 )
-# low: object types of known ML libraries; anything of those libraries that is a function or an
-# unusual class stays at medium so that it is looked at
-_TORCH_MODULE_CLASS = re.compile(r"^torch\.nn\.modules\.[A-Za-z0-9_.]+$")
+# torch.nn layer classes (``torch.nn.modules.conv.Conv2d``) rebuild whole-module checkpoints:
+# one module level below torch.nn.modules, a capitalised identifier, never a dunder
+_TORCH_MODULE_CLASS = re.compile(r"^torch\.nn\.modules\.[a-z_][a-z0-9_]*$")
+_TORCH_LAYER_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+_TORCHSCRIPT_CLASS = re.compile(r"^__torch__(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+CONTEXTS = frozenset({"pickle", "torchscript"})
+
+
+def _is_dunder(part: str) -> bool:
+    return len(part) > 4 and part.startswith("__") and part.endswith("__")
 
 
 @dataclass(frozen=True)
@@ -334,52 +401,91 @@ def _module_rule(module: str) -> tuple[Severity, str] | None:
 
 
 def _judge(module: str, name: str) -> tuple[Severity | None, str]:
-    full = f"{module}.{name}"
-    if full in _SAFE_GLOBALS or full.startswith(_SAFE_PREFIXES):
+    full = f"{module}.{name}" if name else module
+    if full in _SAFE_GLOBALS:
         return None, "allow-listed rebuild helper"
     if full in _NAMES:
         return _NAMES[full]
     if module == "builtins":
         if name in _BUILTINS:
             return _BUILTINS[name]
-        if name.endswith(("Error", "Exception", "Warning")) and _IDENT.match(name):
-            return _L, "an exception type"
-        return _M, "a builtin outside the allow-list"
+        return _H, "a builtin outside the allow-list of data-only constructors"
     rule = _module_rule(module)
     if rule is not None:
         return rule
-    if _TORCH_MODULE_CLASS.match(module) and _IDENT.match(name) and name[:1].isupper():
+    if _TORCH_MODULE_CLASS.match(module) and _TORCH_LAYER_NAME.match(name):
         return None, "a torch.nn layer class"
     root = module.split(".")[0]
-    if root in _LIBRARIES and _IDENT.match(name) and name[:1].isupper():
-        return _L, f"a {root} object type: safe only as far as the installed {root} is"
-    return _M, "not on the allow-list: review what it does before loading"
+    if root in _LIBRARIES and _IDENT.match(name):
+        return _H, (
+            f"a {root} callable outside the allow-list of data-only constructors; a pickle can "
+            "call it with any arguments (for scikit-learn models prefer skops)"
+        )
+    return _H, "a callable outside the allow-list of data-only constructors"
 
 
-def classify_global(module: str, name: str) -> GlobalVerdict:
+def classify_global(module: str, name: str, *, context: str = "pickle") -> GlobalVerdict:
     """Judge the global ``module.name`` that a pickle imports.
 
-    Dotted names (``STACK_GLOBAL`` since protocol 4 resolves ``a.b.c`` attribute by attribute)
-    are judged by every object they pass through, so ``posixpath`` + ``os.system`` is caught
-    as ``os.system``; any dunder attribute on the way is high severity.
+    Only exact names are allow-listed. Dotted names (``STACK_GLOBAL`` since protocol 4 resolves
+    ``a.b.c`` attribute by attribute) are judged by every object they pass through, so
+    ``posixpath`` + ``os.system`` is caught as ``os.system``; a dunder anywhere in the module or
+    the name (``numpy.dtypes`` + ``__builtins__.get``) is critical, since it reaches the
+    interpreter's internals from any allow-listed starting point.
+
+    Parameters
+    ----------
+    module, name
+        As the pickle spells them (Python 2 names are mapped as ``fix_imports`` does).
+    context
+        ``pickle`` (read by Python's unpickler) or ``torchscript`` (a pickle inside a TorchScript
+        archive, which only torch's C++ unpickler reads: it resolves the archive's own compiled
+        classes under ``__torch__`` and :data:`TORCHSCRIPT_GLOBALS`, and nothing from Python).
 
     Returns
     -------
     GlobalVerdict
         ``severity`` None means allow-listed.
     """
+    if context not in CONTEXTS:
+        raise ValueError(f"context {context!r} is not one of {sorted(CONTEXTS)}")
     module, name = _normalise(module, name)
+    if context == "torchscript":
+        if f"{module}.{name}" in TORCHSCRIPT_GLOBALS:
+            return GlobalVerdict(module, name, None, "a TorchScript list builder or type tag")
+        if _TORCHSCRIPT_CLASS.match(module) and _IDENT.match(name) and not _is_dunder(name):
+            return GlobalVerdict(module, name, None, "a class compiled from the archive's code/")
     severity, reason = _judge(module, name)
-    if "." in name and severity is not None:
+    if severity is None:
+        return GlobalVerdict(module, name, None, reason)
+    parts = [*module.split("."), *name.split(".")]
+    if any(_is_dunder(p) for p in parts[1:]) or (_is_dunder(parts[0]) and parts[0] != "__main__"):
+        return GlobalVerdict(
+            module,
+            name,
+            _C,
+            "walks through a dunder attribute (such as __builtins__ or __loader__), which "
+            "reaches eval, the import system or file writers from any starting point",
+        )
+    if not all(_IDENT.match(p) for p in parts):
+        severity, reason = max(
+            (severity, reason),
+            (_H, "a name that is not a Python identifier (crafted to confuse scanners)"),
+            key=lambda c: c[0].rank,
+        )
+    if "." in name:
         parts = name.split(".")
         candidates = [_judge(".".join([module, *parts[:i]]), parts[i]) for i in range(len(parts))]
         candidates += [_judge(part, "") for part in parts if _module_rule(part)]
-        if any(p.startswith("__") for p in parts):
-            candidates.append((_H, "walks through a dunder attribute to reach other objects"))
         worst = max(candidates, key=lambda c: -1 if c[0] is None else c[0].rank)
         if worst[0] is not None and worst[0].rank > severity.rank:
             severity, reason = worst
     return GlobalVerdict(module, name, severity, reason)
+
+
+def calls_argument(fullname: str) -> tuple[int, ...]:
+    """Positions of the arguments an allow-listed callable calls (empty for most)."""
+    return CALLS_ARGUMENT.get(fullname, ())
 
 
 def is_nested_loader(module: str, name: str) -> bool:

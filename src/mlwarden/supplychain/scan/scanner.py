@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from mlwarden.errors import ConfigError, ModelError, UnsafeModelError
@@ -30,6 +30,8 @@ SAFE_FORMATS = frozenset({"safetensors", "onnx", "skops", "numpy", "npz", "torch
 """Formats that cannot run code when loaded (their headers are still checked)."""
 
 _ONNX_MAX_BYTES = 2 << 30
+_TEXT_MAX_BYTES = 64 << 20
+_CONTROL_CHARS = frozenset(chr(c) for c in range(32) if chr(c) not in "\t\n\r\f\v") | {"\x7f"}
 _SKIP_DIRS = {".git", "__pycache__", ".hg", ".svn"}
 
 
@@ -61,7 +63,13 @@ class _Sink:
 
 
 class _Scanner:
-    """Dispatches each source to the reader of its format."""
+    """Dispatches each source to the reader of its format.
+
+    A format is taken as recognised only once it has been parsed: magic bytes pick which parser
+    to try, never the verdict. Anything that starts with a pickle opcode is read as CPython's
+    unpickler would read it, whatever else it looks like, so a polyglot cannot pass as data.
+    What no parser accepts is a high finding, not a pass.
+    """
 
     def __init__(self, sink: _Sink) -> None:
         self.sink = sink
@@ -69,55 +77,128 @@ class _Scanner:
     def __call__(self, source: Source, role: str = "sniff") -> str:
         with source.opener() as stream:
             head = stream.read(formats.HEAD_BYTES)
+        is_zip = head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
         if role == "zip-only":
-            if not head.startswith(b"PK\x03\x04"):
+            # raw tensor bytes: their loader never unpickles them; only a nested zip is followed
+            if not is_zip:
                 return "data"
-            fmt = "zip"
-        elif role == "pickle" and not head.startswith(b"PK\x03\x04"):
-            fmt = "pickle"
-        else:
-            fmt = formats.sniff(head, source.name, source.size or len(head))
-        if fmt == "pickle":
-            return self.pickle(source)
-        if fmt == "pickle?":
-            return self.maybe_pickle(source)
+            role = "sniff"
+        if role in {"pickle", "torchscript-pickle"} and not is_zip:
+            context = "torchscript" if role == "torchscript-pickle" else "pickle"
+            return self.pickle(source, context=context)
+        fmt = formats.sniff(head, source.name)
         if fmt == "zip":
             kind = archives.scan_zip(source, self.sink, self)
             self.after_zip(source, kind)
             return kind
         if fmt == "tar":
             return archives.scan_tar(source, self.sink, self)
-        if fmt in {"gzip", "bz2", "xz", "lzma", "zlib"}:
+        if fmt in {"gzip", "bz2", "xz"}:
             return archives.scan_compressed(source, fmt, self.sink, self)
-        if fmt == "lz4":
-            self.sink.unscanned(f"{source.label}: lz4 compression is not supported by the scanner")
-            return "lz4"
+        if fmt.startswith("unsupported:"):
+            return self.unsupported(source, fmt.partition(":")[2])
         if fmt == "npy":
             return self.npy(source)
-        if fmt == "safetensors":
-            return self.safetensors(source)
-        if fmt == "onnx":
-            return self.onnx(source)
         if fmt == "hdf5":
             return self.hdf5(source)
+        return self.other(source, head)
+
+    def other(self, source: Source, head: bytes) -> str:
+        """Formats without a reliable magic: safetensors, pickles, ONNX, compressed joblib, text."""
+        suffix = PurePosixPath(source.name).suffix.lower()
+        safetensors_issues: list[ScanIssue] | None = None
+        if source.size is not None and (
+            suffix == ".safetensors" or formats.looks_like_safetensors(head, source.size)
+        ):
+            with source.opener() as stream:
+                safetensors_issues = formats.check_safetensors(stream, source.size, source.label)
+        probe: PickleScan | None = None
+        if head[:1] and formats.is_pickle_opcode(head[0]):
+            probe = self.probe_pickle(source)
+            if probe.pickles or probe.actions:
+                self.sink.add_pickle(probe)
+                if safetensors_issues is not None and not safetensors_issues:
+                    self.sink.add_issues([self.polyglot(source, "safetensors")])
+                return probe.kind
+        if safetensors_issues is not None and (not safetensors_issues or suffix == ".safetensors"):
+            self.sink.add_issues(safetensors_issues)
+            return "safetensors"
+        if suffix == ".onnx":
+            return self.onnx(source)
+        compressed = formats.sniff_compressed(head)
+        if compressed is not None:
+            kind = archives.scan_compressed(source, compressed, self.sink, self)
+            if kind != compressed:
+                return kind
+        if source.size == 0 or (source.size is None and not head):
+            return "empty"
+        if self.is_text(source, head):
+            return "text"
+        why = (
+            f"unpickling it fails at offset {probe.error_offset} before anything runs"
+            if probe is not None
+            else "it does not start with a pickle opcode"
+        )
+        self.sink.add_issues(
+            [
+                ScanIssue(
+                    "format.unrecognised",
+                    Severity.HIGH,
+                    source.label,
+                    f"not a format mlwarden can parse (not a pickle: {why}), so nothing in it was "
+                    "checked; convert it to safetensors or ONNX, or review it by hand",
+                )
+            ]
+        )
         return "unknown"
 
-    def pickle(self, source: Source) -> str:
+    def probe_pickle(self, source: Source) -> PickleScan:
         with source.opener() as stream:
-            scan = scan_pickle_stream(
+            return scan_pickle_stream(
                 stream, path=source.label, size=source.size, depth=source.depth
             )
-        self.sink.add_pickle(scan)
-        return scan.kind
 
-    def maybe_pickle(self, source: Source) -> str:
-        """A file that may be a protocol 0/1 pickle: reported only if it parses as one."""
+    def polyglot(self, source: Source, other: str) -> ScanIssue:
+        return ScanIssue(
+            "format.polyglot",
+            Severity.HIGH,
+            source.label,
+            f"parses both as {other} and as a pickle; which one runs depends on the loader",
+        )
+
+    def is_text(self, source: Source, head: bytes) -> bool:
+        """UTF-8 text without control bytes (configs, model cards, vocabularies)."""
+        if b"\x00" in head or (source.size or 0) > _TEXT_MAX_BYTES:
+            return False
+        with source.opener() as stream:
+            data = stream.read(_TEXT_MAX_BYTES + 1)
+        if len(data) > _TEXT_MAX_BYTES:
+            return False
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return not any(ch in _CONTROL_CHARS for ch in text)
+
+    def unsupported(self, source: Source, name: str) -> str:
+        self.sink.add_issues(
+            [
+                ScanIssue(
+                    "archive.unsupported",
+                    Severity.HIGH,
+                    source.label,
+                    f"a {name} archive, which the scanner cannot open: its members (pickles "
+                    "included) were not scanned; repack it as zip or tar",
+                )
+            ]
+        )
+        return name
+
+    def pickle(self, source: Source, *, context: str = "pickle") -> str:
         with source.opener() as stream:
             scan = scan_pickle_stream(
-                stream, path=source.label, size=source.size, depth=source.depth
+                stream, path=source.label, size=source.size, depth=source.depth, context=context
             )
-        if scan.pickles == 0 or not scan.complete:
-            return "unknown"
         self.sink.add_pickle(scan)
         return scan.kind
 
@@ -131,7 +212,7 @@ class _Scanner:
                     [
                         ScanIssue(
                             "numpy.malformed",
-                            Severity.MEDIUM,
+                            Severity.HIGH,
                             source.label,
                             f"not a valid .npy header ({exc})",
                         )
@@ -157,7 +238,7 @@ class _Scanner:
                 [
                     ScanIssue(
                         "numpy.malformed",
-                        Severity.LOW,
+                        Severity.HIGH,
                         source.label,
                         f"the header promises {count * itemsize} data bytes but only "
                         f"{source.size - data_offset} follow",
@@ -166,25 +247,22 @@ class _Scanner:
             )
         return "numpy"
 
-    def safetensors(self, source: Source) -> str:
-        if source.size is None:
-            self.sink.unscanned(f"{source.label}: safetensors inside a compressed stream")
-            return "safetensors"
-        with source.opener() as stream:
-            self.sink.add_issues(formats.check_safetensors(stream, source.size, source.label))
-        return "safetensors"
-
     def onnx(self, source: Source) -> str:
         if source.size is not None and source.size > _ONNX_MAX_BYTES:
-            self.sink.unscanned(f"{source.label}: ONNX protobuf larger than 2 GiB")
-            return "onnx"
-        try:
-            import onnx  # noqa: F401
-        except ImportError:  # pragma: no cover - onnx comes with the onnx extra
-            self.sink.unscanned(f"{source.label}: the onnx package is not installed")
+            self.sink.add_issues(
+                [
+                    ScanIssue(
+                        "onnx.malformed",
+                        Severity.HIGH,
+                        source.label,
+                        "an ONNX protobuf larger than 2 GiB, which no ONNX loader accepts; not "
+                        "scanned",
+                    )
+                ]
+            )
             return "onnx"
         with source.opener() as stream:
-            data = stream.read()
+            data = stream.read(_ONNX_MAX_BYTES + 1)
         self.sink.add_issues(formats.check_onnx(data, source.label))
         return "onnx"
 
@@ -213,7 +291,9 @@ class _Scanner:
         from mlwarden.models.export_archive import check_export_archive
 
         try:
-            check_export_archive(path)
+            # its tensor pickles were read opcode by opcode with the archive's other members;
+            # the default check would load them with torch.load, which a scanner never does
+            check_export_archive(path, check_pickle=_pickles_already_scanned)
         except UnsafeModelError as exc:
             self.sink.add_issues(
                 [ScanIssue("torch-export.unsafe-content", Severity.HIGH, label, str(exc))]
@@ -224,6 +304,10 @@ class _Scanner:
             )
 
 
+def _pickles_already_scanned(path: Path, member: str, data: bytes) -> None:
+    """The scanner's stand-in for ``torch.load``: the member was scanned as a pickle."""
+
+
 def _file_source(path: Path, label: str) -> Source:
     def opener() -> contextlib.AbstractContextManager[BinaryIO]:
         return open(path, "rb")
@@ -232,13 +316,15 @@ def _file_source(path: Path, label: str) -> Source:
 
 
 def scan_file(path: str | os.PathLike[str], *, label: str | None = None) -> FileScan:
-    """Scan one file.
+    """Scan one file; never raises for what the file contains.
 
     Returns
     -------
     FileScan
-        ``format`` is ``unknown`` (and ``scanned`` False) for a file that is not a recognised
-        model or serialization format.
+        ``format`` is ``unknown`` (with a high ``format.unrecognised`` issue) for a file no
+        parser accepts, ``text`` for UTF-8 text and ``empty`` for an empty file. A file that
+        cannot be read, or that makes the scanner itself fail, has ``scanned`` False and a high
+        issue saying why.
     """
     file_path = Path(path)
     shown = label or str(file_path)
@@ -249,7 +335,22 @@ def scan_file(path: str | os.PathLike[str], *, label: str | None = None) -> File
         fmt = _Scanner(_Sink(record))(source)
     except OSError as exc:
         record.scanned = False
-        record.notes.append(f"unscanned: cannot read the file ({exc})")
+        record.issues.append(
+            ScanIssue("scan.unreadable", Severity.HIGH, shown, f"cannot read the file ({exc})")
+        )
+        return record
+    except Exception as exc:  # no input may abort a scan; the file fails instead
+        logger.warning("scanner error on %s: %s", shown, type(exc).__name__)
+        record.scanned = False
+        record.issues.append(
+            ScanIssue(
+                "scan.error",
+                Severity.HIGH,
+                shown,
+                f"the scanner could not finish this file ({type(exc).__name__}: {exc}); treat "
+                "it as unscanned and report the file to the mlwarden maintainers",
+            )
+        )
         return record
     record.format = fmt
     if fmt == "unknown":
@@ -272,8 +373,8 @@ def _walk(root: Path) -> Iterator[Path]:
 def scan_paths(paths: Iterable[str | os.PathLike[str]]) -> ScanReport:
     """Scan files and folders (recursively); never loads, imports or runs anything in them.
 
-    Files named explicitly are always reported; files found in folders are reported when they
-    are a recognised format, and listed under ``skipped`` otherwise.
+    Every file is reported, those found in folders included: a file no parser accepts is a
+    high issue, UTF-8 text and empty files are listed clean.
 
     Raises
     ------
@@ -282,20 +383,12 @@ def scan_paths(paths: Iterable[str | os.PathLike[str]]) -> ScanReport:
     """
     started = time.perf_counter()
     records: list[FileScan] = []
-    skipped: list[str] = []
     for given in paths:
         path = Path(given)
         if not path.exists():
             raise ConfigError(f"scan path {str(path)!r} does not exist")
-        if path.is_dir():
-            for file in _walk(path):
-                record = scan_file(file)
-                if record.format == "unknown" and not record.issues:
-                    skipped.append(record.path)
-                else:
-                    records.append(record)
-        else:
-            records.append(scan_file(path))
+        files = _walk(path) if path.is_dir() else [path]
+        records.extend(scan_file(file) for file in files)
     duration = time.perf_counter() - started
     logger.info("scanned %d files in %.3f s", len(records), duration)
-    return ScanReport(files=records, skipped=skipped, duration_s=duration)
+    return ScanReport(files=records, skipped=[], duration_s=duration)
