@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+
+import mlwarden.cli.app
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 EVIL = b"\x80\x02cos\nsystem\n(Vtouch /nonexistent/x\ntR."
@@ -141,13 +145,13 @@ def test_fail_on_sets_the_severity_that_fails(run_cli: Callable, model_dir: Path
 _HEAVY = ("torch", "numpy", "sklearn", "scipy", "matplotlib", "onnx", "pandas", "h5py")
 
 
-def _modules_after(code: str) -> set[str]:
+def _modules_after(code: str, heavy: tuple[str, ...] = _HEAVY) -> set[str]:
     import subprocess
     import sys
 
     probe = (
         f"import sys\n{code}\n"
-        f"print('MODULES:' + ','.join(m for m in {_HEAVY!r} if m in sys.modules))"
+        f"print('MODULES:' + ','.join(m for m in {heavy!r} if m in sys.modules))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=120
@@ -344,3 +348,106 @@ def test_the_old_name_audit_deps_is_hidden_from_help(run_cli: Callable) -> None:
     result = run_cli("--help")
     assert "check-deps" in result.out
     assert "audit-deps" not in result.out
+
+
+# -- the scan fast path (issue 14) ------------------------------------------------------------
+
+
+def _same_run(run: tuple[int, str, str]) -> tuple[int, str, str]:
+    """Exit code and output with the scan's own duration blanked (it differs run to run)."""
+    blank = re.compile(r"in \d+\.\d\d s;|\"duration_s\": [0-9.e-]+")
+    code, out, err = run
+    return code, blank.sub("<t>", out), blank.sub("<t>", err)
+
+
+@pytest.fixture
+def both_paths(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., tuple[tuple[int, str, str], tuple[int, str, str]]]:
+    """Run ``mlwarden ARGV`` through the fast path, then through typer; (code, out, err) each."""
+
+    def run(*argv: str | Path) -> tuple[tuple[int, str, str], tuple[int, str, str]]:
+        args = [str(a) for a in argv]
+        assert mlwarden.cli.app._scan_options(args) is not None, "not a fast-path command line"
+        fast_code = mlwarden.cli.app.main(args)
+        fast = (fast_code, *capsys.readouterr())
+        with monkeypatch.context() as patch:
+            patch.setattr(mlwarden.cli.app, "_scan_options", lambda _: None)
+            typer_code = mlwarden.cli.app.main(args)
+        return fast, (typer_code, *capsys.readouterr())
+
+    return run
+
+
+def test_a_plain_scan_command_line_skips_typer() -> None:
+    options = mlwarden.cli.app._scan_options(
+        ["scan", "a.pt", "-f", "json", "--out=x.json", "--fail-on", "low"]
+    )
+    assert options == {
+        "paths": [Path("a.pt")],
+        "fmt": "json",
+        "out": Path("x.json"),
+        "fail_on": "low",
+    }
+    for argv in (
+        ["scan"],
+        ["scan", "--help"],
+        ["scan", "a.pt", "--bogus"],
+        ["scan", "a.pt", "-fjson"],
+        ["scan", "a.pt", "--format"],
+        ["scan", "--", "-a.pt"],
+        ["-v", "scan", "a.pt"],
+        ["verify", "a.pt"],
+    ):
+        assert mlwarden.cli.app._scan_options(argv) is None, (
+            argv
+        )  # typer parses these and words any error
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["clean-file", "malicious-file", "folder", "json", "sarif-out", "bad-severity", "bad-format"],
+)
+def test_the_fast_path_and_typer_give_the_same_output_and_exit_code(
+    case: str, both_paths: Callable, model_dir: Path, tmp_path: Path
+) -> None:
+    (model_dir / "model.pkl").write_bytes(EVIL)  # a payload built here, never loaded
+    clean = tmp_path / "clean.pkl"
+    clean.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}, protocol=4))
+    argv: tuple[str | Path, ...] = {
+        "clean-file": ("scan", clean),
+        "malicious-file": ("scan", model_dir / "model.pkl"),
+        "folder": ("scan", model_dir, "--fail-on", "critical"),
+        "json": ("scan", model_dir, "--format", "json"),
+        "sarif-out": ("scan", model_dir, "-f", "sarif", "-o", tmp_path / "scan.sarif"),
+        "bad-severity": ("scan", clean, "--fail-on", "severe"),
+        "bad-format": ("scan", clean, "--format=xml"),
+    }[case]
+    fast, through_typer = both_paths(*argv)
+    assert _same_run(fast) == _same_run(through_typer)
+    expected = {
+        "clean-file": EXIT_OK,
+        "malicious-file": EXIT_FOUND,
+        "folder": EXIT_FOUND,
+        "json": EXIT_FOUND,
+        "sarif-out": EXIT_FOUND,
+        "bad-severity": EXIT_USAGE,
+        "bad-format": EXIT_USAGE,
+    }[case]
+    assert fast[0] == expected
+    assert "Traceback" not in fast[2]
+
+
+def test_a_bad_option_is_answered_by_typer(run_cli: Callable, model_dir: Path) -> None:
+    result = run_cli("scan", model_dir, "--bogus")
+    assert result.code == EXIT_USAGE
+    assert "No such option" in result.err
+    assert "--bogus" in result.err
+
+
+def test_a_plain_scan_imports_neither_typer_nor_pydantic(tmp_path: Path) -> None:
+    (tmp_path / "m.pkl").write_bytes(pickle.dumps([1, 2], protocol=4))
+    code = f"from mlwarden.cli.app import main\nmain(['scan', {str(tmp_path)!r}, '-f', 'json'])"
+    assert _modules_after(code, ("typer", "click", "pydantic", "rich")) == set()
+    code = f"from mlwarden.cli.app import main\nmain(['scan', {str(tmp_path)!r}])"
+    assert _modules_after(code, ("typer", "click", "pydantic")) == set()

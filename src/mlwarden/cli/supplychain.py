@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,49 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from mlwarden.cli._console import console
+from mlwarden.cli.app import _STYLE, _emit, _output_format, _run_scan, _severity
 from mlwarden.errors import ConfigError
-from mlwarden.report.findings import Severity
 
 __all__ = ["check_deps", "keygen", "scan", "sign", "verify"]
-
-_FORMATS = ("table", "json", "sarif")
-_STYLE = {
-    Severity.CRITICAL: "bold red",
-    Severity.HIGH: "red",
-    Severity.MEDIUM: "yellow",
-    Severity.LOW: "cyan",
-    Severity.INFO: "dim",
-}
-
-
-def _severity(value: str, option: str) -> Severity:
-    try:
-        return Severity(value.lower())
-    except ValueError:
-        raise ConfigError(
-            f"{option} {value!r} is not a severity; choose one of "
-            f"{', '.join(s.value for s in Severity)}"
-        ) from None
-
-
-def _output_format(fmt: str, out: Path | None) -> str:
-    fmt = fmt.lower()
-    if fmt not in _FORMATS:
-        raise ConfigError(f"--format {fmt!r} is not one of {', '.join(_FORMATS)}")
-    if out is not None and fmt == "table":
-        raise ConfigError("--out writes a document; combine it with --format json or sarif")
-    return fmt
-
-
-def _emit(document: dict, out: Path | None) -> None:
-    from mlwarden._io import atomic_write_text
-
-    text = json.dumps(document, indent=2) + "\n"
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        atomic_write_text(out, text)
-        console.print(f"wrote [bold]{escape(str(out))}[/]")
 
 
 def _password(env_var: str | None) -> str | None:
@@ -139,63 +99,10 @@ def scan(
     ),
 ) -> None:
     """Scan model artifacts for code that would run when they are loaded (never loads them)."""
-    from mlwarden.supplychain.scan import scan_paths
-
-    threshold = _severity(fail_on, "--fail-on")
-    fmt = _output_format(fmt, out)
-    report = scan_paths(paths)
-    if fmt == "table":
-        _print_scan(report)
-    elif fmt == "json":
-        _emit(report.to_dict(), out)
-    else:
-        from mlwarden.supplychain.sarif import scan_to_sarif
-
-        _emit(scan_to_sarif(report), out)
-    failing = report.at_or_above(threshold)
-    if fmt == "table" or out is not None:
-        verdict = (
-            f"[bold red]FAIL[/]: {len(failing)} issue(s) at or above {threshold.value}"
-            if failing
-            else f"[green]pass[/]: nothing at or above {threshold.value}"
-        )
-        console.print(
-            f"{len(report.files)} file(s), {report.bytes_scanned / 1e6:.1f} MB in "
-            f"{report.duration_s:.2f} s; {verdict}"
-        )
-    if failing:
-        raise typer.Exit(code=1)
-
-
-def _print_scan(report: object) -> None:
-    from mlwarden.supplychain.scan import ScanReport
-
-    assert isinstance(report, ScanReport)
-    table = Table(title="Artifact scan", show_lines=False)
-    for column in ("file", "format", "verdict", "issues"):
-        table.add_column(column, overflow="fold")
-    for record in report.files:
-        worst = record.max_severity
-        if worst is not None:
-            verdict = f"[{_STYLE[worst]}]{worst.value}[/]"
-        elif not record.scanned:
-            verdict = "[yellow]unscanned[/]"
-        elif record.safe_by_construction:
-            verdict = "[green]safe by construction[/]"
-        else:
-            verdict = "[green]clean[/]"
-        issues = "\n".join(
-            f"[{_STYLE[i.severity]}]{i.severity.value}[/] {escape(i.message)}"
-            + (f" ({escape(i.path)})" if i.path != record.path else "")
-            for i in sorted(record.issues, key=lambda i: -i.severity.rank)
-        )
-        notes = "\n".join(f"[dim]{escape(n)}[/]" for n in record.notes if "unscanned" in n)
-        table.add_row(
-            escape(record.path), record.format, verdict, "\n".join(x for x in (issues, notes) if x)
-        )
-    console.print(table)
-    if report.skipped:
-        console.print(f"[dim]{len(report.skipped)} other file(s) are not model artifacts[/]")
+    # the same run as the fast path in cli/app.py, which takes plain scan command lines itself
+    code = _run_scan(paths, fmt=fmt, out=out, fail_on=fail_on)
+    if code:
+        raise typer.Exit(code=code)
 
 
 def check_deps(
