@@ -81,8 +81,9 @@ def white_box_view(
         direction /= norms.reshape(-1, *[1] * (check.ndim - 1))
     moved = np.clip(check + eps * direction, *data.clip_range).astype(np.float32)
     view, record = to_white_box(classifier, np.concatenate([check, moved]))
+    diff = float(record["max_abs_diff"])
+    record = {**record, "max_abs_diff": None if math.isnan(diff) else diff}  # JSON has no NaN
     if view is not None:
-        diff = float(record["max_abs_diff"])
         return (
             view,
             record,
@@ -103,10 +104,9 @@ def white_box_view(
                 details=dict(record),
             ),
         )
-    diff = float(record["max_abs_diff"])
     return (
         classifier,
-        {**record, "max_abs_diff": None if math.isnan(diff) else diff},
+        record,
         Finding(
             id="model.black_box_only",
             check="model",
@@ -125,7 +125,7 @@ def white_box_view(
                 "the model (torch.export .pt2, an ONNX graph of supported operators, or a "
                 "supported scikit-learn estimator) so gradient attacks can run."
             ),
-            details={**record, "max_abs_diff": None if math.isnan(diff) else diff},
+            details=dict(record),
         ),
     )
 
