@@ -252,3 +252,11 @@ def test_external_data_outside_the_models_folder_is_refused(tmp_path: Path) -> N
 
     with pytest.raises(UnsafeModelError, match=r"outside the model's folder"):
         load_onnx_model(path)
+
+
+def test_the_convert_package_exports_exactly_its_public_names() -> None:
+    import mlwarden.models.convert as convert
+
+    submodules = {"errors", "from_onnx", "from_sklearn", "white_box"}
+    public = {n for n in vars(convert) if not n.startswith("_")} - submodules
+    assert set(convert.__all__) == public
