@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 from mlwarden import __version__
 from mlwarden.assess.certification import run_certification, smoothing_settings
@@ -14,11 +18,12 @@ from mlwarden.assess.evasion import plan_attacks, run_evasion
 from mlwarden.assess.masking import MASKING_PREFIX
 from mlwarden.data.dataset import Dataset
 from mlwarden.errors import ConfigError, DataError
+from mlwarden.models import to_white_box
 from mlwarden.models.base import Classifier
 from mlwarden.report.findings import Finding, GateResult, Report, Severity
 from mlwarden.report.taxonomy import Taxonomy
 
-__all__ = ["assess", "count_steps", "evaluate_gates"]
+__all__ = ["assess", "count_steps", "evaluate_gates", "white_box_view"]
 
 
 def count_steps(
@@ -48,6 +53,81 @@ def count_steps(
     if train_data_given and config.poisoning is not False:
         steps += 6 if classifier.differentiable else 3
     return steps
+
+
+_CONVERSION_CHECK_SAMPLES = 128
+_CONVERSION_TAXONOMY = Taxonomy(owasp=("ML01:2023",), nist=("MEASURE 2.7",))
+
+
+def white_box_view(
+    classifier: Classifier, data: Dataset, config: AssessConfig
+) -> tuple[Classifier, dict[str, Any] | None, Finding | None]:
+    """The classifier to assess, the conversion record and its finding.
+
+    A white-box model is returned as it is (no record, no finding). A black-box one is
+    converted with :func:`~mlwarden.models.convert.to_white_box`, checked on evaluation samples
+    and on the same samples moved by the largest ε (seeded by ``config.seed``): the converted
+    view when it is exact (finding ``model.white_box_conversion``), otherwise the model itself
+    and the finding ``model.black_box_only``, since then only gradient-free attacks run.
+    """
+    if classifier.differentiable:
+        return classifier, None, None
+    check = data.sample(_CONVERSION_CHECK_SAMPLES, config.seed).x.astype(np.float32)
+    rng = np.random.default_rng(config.seed)
+    eps = max(config.epsilons)
+    direction = rng.choice([-1.0, 1.0], size=check.shape)
+    if config.norm == "l2":
+        norms = np.linalg.norm(direction.reshape(len(check), -1), axis=1)
+        direction /= norms.reshape(-1, *[1] * (check.ndim - 1))
+    moved = np.clip(check + eps * direction, *data.clip_range).astype(np.float32)
+    view, record = to_white_box(classifier, np.concatenate([check, moved]))
+    diff = float(record["max_abs_diff"])
+    record = {**record, "max_abs_diff": None if math.isnan(diff) else diff}  # JSON has no NaN
+    if view is not None:
+        return (
+            view,
+            record,
+            Finding(
+                id="model.white_box_conversion",
+                check="model",
+                title="Assessed white-box through an exact conversion",
+                summary=(
+                    f"The model was converted to an equivalent PyTorch module, used for gradients "
+                    f"only: its probabilities match the model's within {diff:.2g} on "
+                    f"{record['n_checked']} check inputs, and every prediction is still made by "
+                    "the original model."
+                ),
+                severity=Severity.INFO,
+                metrics={"white_box_conversion_max_abs_diff": diff},
+                taxonomy=_CONVERSION_TAXONOMY,
+                recommendation="Nothing to do: gradient attacks ran against the model.",
+                details=dict(record),
+            ),
+        )
+    return (
+        classifier,
+        record,
+        Finding(
+            id="model.black_box_only",
+            check="model",
+            title="The assessment is black-box only",
+            summary=(
+                f"The assessment is black-box only: the model could not be converted to an exact "
+                f"differentiable form ({record['reason']}). Gradient attacks could not run, so "
+                "robust accuracy comes from black-box attacks alone and may be higher than the "
+                "truth."
+            ),
+            severity=Severity.MEDIUM,
+            metrics={},
+            taxonomy=_CONVERSION_TAXONOMY,
+            recommendation=(
+                "Read the robust-accuracy figures as upper bounds. Assess a white-box export of "
+                "the model (torch.export .pt2, an ONNX graph of supported operators, or a "
+                "supported scikit-learn estimator) so gradient attacks can run."
+            ),
+            details=dict(record),
+        ),
+    )
 
 
 def _builtin_train(data: Dataset) -> Dataset | None:
@@ -133,6 +213,7 @@ def assess(
         the report's findings.
     """
     _check_compatible(classifier, data)
+    classifier, conversion, conversion_finding = white_box_view(classifier, data, config)
     poisoning_data = train_data if config.poisoning is not False else None  # given: inspect it
     if config.privacy and train_data is None and not data.name.startswith("builtin:"):
         raise ConfigError(
@@ -168,6 +249,8 @@ def assess(
             recommendation="Compare with the accuracy expected in production before reading robustness figures.",
         )
     ]
+    if conversion_finding is not None:
+        findings.append(conversion_finding)
 
     evasion = run_evasion(
         classifier, sample, config, clean_predictions=clean_predictions, on_step=on_step
@@ -245,6 +328,7 @@ def assess(
             "input_shape": list(classifier.input_shape),
             "clip_range": list(classifier.clip_range),
             "white_box": classifier.differentiable,
+            "white_box_conversion": conversion,
         },
         data={
             "name": data.name,

@@ -12,16 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlwarden.models.base import Classifier, DifferentiableClassifier
+    from mlwarden.models.convert import ConvertedClassifier, to_white_box
     from mlwarden.models.loading import load_model
     from mlwarden.models.sklearn import SklearnClassifier
     from mlwarden.models.torch import TorchClassifier
 
 __all__ = [
     "Classifier",
+    "ConvertedClassifier",
     "DifferentiableClassifier",
     "SklearnClassifier",
     "TorchClassifier",
     "load_model",
+    "to_white_box",
 ]
 
 _HOMES = {
@@ -30,6 +33,8 @@ _HOMES = {
     "load_model": "mlwarden.models.loading",
     "SklearnClassifier": "mlwarden.models.sklearn",
     "TorchClassifier": "mlwarden.models.torch",
+    "ConvertedClassifier": "mlwarden.models.convert",
+    "to_white_box": "mlwarden.models.convert",
 }
 
 

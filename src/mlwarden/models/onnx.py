@@ -52,6 +52,7 @@ class OnnxClassifier(Classifier):
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{path}: not a valid ONNX model ({exc})") from exc
+        self.path = Path(path)
         self._input_name = self.session.get_inputs()[0].name
         self._output_name = self.session.get_outputs()[0].name
         self.output = output
