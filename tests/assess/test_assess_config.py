@@ -80,29 +80,29 @@ def test_epsilons_are_deduplicated_and_sorted() -> None:
         ({"seed": -1}, "seed"),
         ({"seed": True}, "seed"),
         ({"seed": 1.5}, "seed"),
-        ({"epsilons": []}, "epsilons must be a non-empty list"),
-        ({"epsilons": "0.1"}, "epsilons must be a non-empty list"),
+        ({"epsilons": []}, "epsilons: List should have at least 1 item"),
+        ({"epsilons": "0.1"}, "epsilons: Input should be a valid list (got '0.1')"),
         ({"epsilons": [0.1, -0.1]}, "epsilons must be finite numbers > 0"),
         ({"epsilons": [0]}, "epsilons must be finite numbers > 0"),
         ({"epsilons": [float("inf")]}, "epsilons must be finite numbers > 0"),
-        ({"epsilons": [True]}, "epsilons must be finite numbers > 0"),
-        ({"epsilons": ["0.1"]}, "epsilons must be finite numbers > 0"),
+        ({"epsilons": [True]}, "epsilons.0: Input should be a valid number (got True)"),
+        ({"epsilons": ["0.1"]}, "epsilons.0: Input should be a valid number (got '0.1')"),
         ({"norm": "l1"}, "norm must be linf or l2"),
-        ({"attacks": []}, "attacks must be a non-empty list"),
-        ({"attacks": "pgd"}, "attacks must be a non-empty list"),
+        ({"attacks": []}, "attacks: List should have at least 1 item"),
+        ({"attacks": "pgd"}, "attacks: Input should be a valid list"),
         ({"attacks": ["pgd", "deepfool"]}, "unknown attack 'deepfool'"),
-        ({"attack_params": ["pgd"]}, "attack_params must map"),
+        ({"attack_params": ["pgd"]}, "attack_params: Input should be a valid dictionary"),
         ({"attack_params": {"deepfool": {}}}, "unknown attack 'deepfool'"),
-        ({"attack_params": {"pgd": 20}}, "attack_params.pgd must be a mapping"),
+        ({"attack_params": {"pgd": 20}}, "attack_params.pgd: Input should be a valid dictionary"),
         ({"attack_params": {"pgd": {"stepz": 3}}}, "stepz"),
         ({"attack_params": {"pgd": {"eps": 0.3}}}, "['eps'] are set by the assessment"),
         ({"attack_params": {"square": {"seed": 1, "norm": "l2"}}}, "['norm', 'seed']"),
         ({"attack_params": {"fgsm": {"targeted": True}}}, "['targeted']"),
-        ({"max_samples": 0}, "max_samples must be a positive integer or null"),
+        ({"max_samples": 0}, "max_samples: Input should be greater than or equal to 1 (got 0)"),
         ({"max_samples": 2.5}, "max_samples"),
-        ({"batch_size": 0}, "batch_size must be a positive integer"),
-        ({"examples": -1}, "examples must be an integer >= 0"),
-        ({"clip_range": [0, 1, 2]}, "clip_range must be [low, high]"),
+        ({"batch_size": 0}, "batch_size: Input should be greater than or equal to 1 (got 0)"),
+        ({"examples": -1}, "examples: Input should be greater than or equal to 0 (got -1)"),
+        ({"clip_range": [0, 1, 2]}, "clip_range: List should have at most 2 items"),
         ({"clip_range": [1, 1]}, "clip_range must be [low, high] with low < high"),
         ({"clip_range": ["a", "b"]}, "clip_range"),
     ],
@@ -251,3 +251,25 @@ def test_load_config_of_a_binary_file_is_a_config_error(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe\x00\x81")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("settings", "path"),
+    [
+        ({"acknowledge_masking": "false"}, "acknowledge_masking"),  # a string is not a boolean
+        ({"poisoning": "no"}, "poisoning"),
+        ({"seed": True}, "seed"),  # nor is a boolean a number
+        ({"batch_size": "256"}, "batch_size"),
+    ],
+)
+def test_strings_and_booleans_never_pass_for_other_types(settings, path) -> None:
+    with pytest.raises(ConfigError, match=f"^{path}: Input should be a valid"):
+        AssessConfig(**settings)
+
+
+def test_one_error_names_the_path_of_every_bad_value() -> None:
+    with pytest.raises(ConfigError) as caught:
+        AssessConfig(seed=-1, norm="l3", acknowledge_masking="yes", typo=1)
+    message = str(caught.value)
+    for path in ("seed:", "norm:", "acknowledge_masking:", "typo: unknown setting"):
+        assert path in message

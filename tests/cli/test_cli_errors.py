@@ -183,14 +183,14 @@ CASES: list[tuple[str, Case, tuple[str, ...]]] = [
     ),
     ("unknown-config-key", _with_config({"epsilon": [0.1]}), ("unknown setting(s) ['epsilon']",)),
     ("negative-epsilon", _with_config({"epsilons": [0.1, -0.05]}), ("epsilons", "-0.05")),
-    ("empty-epsilons", _with_config({"epsilons": []}), ("epsilons must be a non-empty list",)),
+    ("empty-epsilons", _with_config({"epsilons": []}), ("epsilons", "at least 1 item")),
     ("string-epsilons", _with_config({"epsilons": "small"}), ("epsilons", "'small'")),
     ("non-numeric-epsilon", _with_config({"epsilons": ["big"]}), ("epsilons", "'big'")),
     ("unknown-attack", _with_config({"attacks": ["fgsm", "cw"]}), ("unknown attack 'cw'",)),
     (
         "attacks-not-a-list",
         _with_config({"attacks": "fgsm"}),
-        ("attacks must be a non-empty list",),
+        ("attacks", "valid list", "'fgsm'"),
     ),
     (
         "unknown-attack-param",

@@ -35,20 +35,28 @@ membership leakage.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mlwarden.errors import ConfigError
 from mlwarden.registry import Registry
 
 __all__ = [
-    "DEFAULT_ATTACKS",
     "SECTION_CHECKS",
     "SMOOTHING_DEFAULTS",
     "AssessConfig",
@@ -57,7 +65,6 @@ __all__ = [
     "parse_gate",
 ]
 
-DEFAULT_ATTACKS = ("fgsm", "pgd", "square")
 
 SECTION_CHECKS: Registry[Callable[[Any], Any]] = Registry("assessment section")
 """Validators of the optional sections (``privacy``, ``extraction``) by field name.
@@ -141,147 +148,164 @@ def parse_gate(text: str) -> Gate:
     return _check_metric(metric.strip(), threshold, "--fail-under")
 
 
-@dataclass
-class AssessConfig:
-    """Validated assessment settings; see the module docstring for the YAML form."""
+class AssessConfig(BaseModel):
+    """Validated assessment settings; see the module docstring for the YAML form.
 
-    seed: int = 0
-    epsilons: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1])
+    A pydantic model with strict types and no unknown keys: ``"false"`` is not a boolean and
+    ``true`` is not a number, and one :class:`~mlwarden.errors.ConfigError` names the path of
+    every bad value.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=True)
+
+    seed: int = Field(default=0, ge=0)
+    epsilons: list[float] = Field(default_factory=lambda: [0.02, 0.05, 0.1], min_length=1)
     norm: str = "linf"
-    attacks: list[str] | None = None
-    attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    max_samples: int | None = 500
-    batch_size: int = 256
-    examples: int = 8
-    clip_range: list[float] | None = None
-    gates: list[Gate] = field(default_factory=list)
+    attacks: list[str] | None = Field(default=None, min_length=1)
+    attack_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    max_samples: int | None = Field(default=500, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    examples: int = Field(default=8, ge=0)
+    clip_range: list[float] | None = Field(default=None, min_length=2, max_length=2)
+    gates: list[Gate] = Field(default_factory=list)
     smoothing: dict[str, Any] | None = None
-    detectors: list[dict[str, Any]] | None = None
+    detectors: Any = None
     poisoning: bool | None = None
-    privacy: dict[str, Any] | bool | None = None
-    extraction: dict[str, Any] | bool | None = None
+    privacy: Any = None
+    extraction: Any = None
     profile: str | None = None
     acknowledge_masking: bool = False
 
-    def __post_init__(self) -> None:
-        self._validate()
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
 
-    def _validate(self) -> None:
+    @field_validator("epsilons")
+    @classmethod
+    def _epsilons(cls, value: list[float]) -> list[float]:
+        for eps in value:
+            if not math.isfinite(eps) or eps <= 0:
+                raise ValueError(f"epsilons must be finite numbers > 0, got {eps!r}")
+        return sorted(set(value))
+
+    @field_validator("norm")
+    @classmethod
+    def _norm(cls, value: str) -> str:
+        if value not in ("linf", "l2"):
+            raise ValueError(f"norm must be linf or l2, got {value!r}")
+        return value
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, value: str | None) -> str | None:
+        from mlwarden.assess.profiles import PROFILES
+
+        if value is not None and value not in PROFILES:
+            raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {value!r}")
+        return value
+
+    @field_validator("attacks")
+    @classmethod
+    def _attacks(cls, value: list[str] | None) -> list[str] | None:
+        from mlwarden.attacks import get_attack
+
+        for name in value or []:
+            get_attack(name)  # a ConfigError naming the choices
+        return value
+
+    @field_validator("attack_params")
+    @classmethod
+    def _attack_params(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         from mlwarden.attacks import attack_names, get_attack
 
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not isinstance(self.epsilons, list) or not self.epsilons:
-            raise ConfigError(
-                f"epsilons must be a non-empty list of numbers, got {self.epsilons!r}"
-            )
-        for eps in self.epsilons:
-            if (
-                isinstance(eps, bool)
-                or not isinstance(eps, (int, float))
-                or not math.isfinite(eps)
-                or eps <= 0
-            ):
-                raise ConfigError(f"epsilons must be finite numbers > 0, got {eps!r}")
-        self.epsilons = sorted({float(e) for e in self.epsilons})
-        if self.norm not in ("linf", "l2"):
-            raise ConfigError(f"norm must be linf or l2, got {self.norm!r}")
-        if self.profile is not None:
-            from mlwarden.assess.profiles import PROFILES
-
-            if self.profile not in PROFILES:
-                raise ConfigError(
-                    f"profile must be one of {sorted(PROFILES)}, got {self.profile!r}"
-                )
-            if self.attacks is not None:
-                raise ConfigError(
-                    "give either profile (a suite run AutoAttack-style) or attacks (each run "
-                    "on every sample), not both"
-                )
-        if not isinstance(self.acknowledge_masking, bool):
-            raise ConfigError(
-                f"acknowledge_masking must be true or false, got {self.acknowledge_masking!r}"
-            )
-        if self.attacks is not None:
-            if not isinstance(self.attacks, list) or not self.attacks:
-                raise ConfigError(f"attacks must be a non-empty list, got {self.attacks!r}")
-            for name in self.attacks:
-                get_attack(name)
-        if not isinstance(self.attack_params, dict):
-            raise ConfigError("attack_params must map attack names to parameter mappings")
-        for name, params in self.attack_params.items():
+        for name, params in value.items():
             if name not in attack_names():
-                raise ConfigError(
+                raise ValueError(
                     f"attack_params: unknown attack {name!r}; choose from {attack_names()}"
                 )
-            if not isinstance(params, dict):
-                raise ConfigError(f"attack_params.{name} must be a mapping, got {params!r}")
             reserved = {"eps", "norm", "seed", "targeted"} & set(params)
             if reserved:
-                raise ConfigError(
+                raise ValueError(
                     f"attack_params.{name}: {sorted(reserved)} are set by the assessment "
                     "(use epsilons, norm, seed at the top level)"
                 )
             try:  # constructors only store their keywords: a misspelt one fails here, not mid-run
                 get_attack(name)(eps=1.0, **params)
             except TypeError as exc:
-                raise ConfigError(f"attack_params.{name}: {exc}") from None
-        if self.max_samples is not None and (
-            isinstance(self.max_samples, bool)
-            or not isinstance(self.max_samples, int)
-            or self.max_samples < 1
-        ):
-            raise ConfigError(
-                f"max_samples must be a positive integer or null, got {self.max_samples!r}"
-            )
-        if (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, int)
-            or self.batch_size < 1
-        ):
-            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if (
-            isinstance(self.examples, bool)
-            or not isinstance(self.examples, int)
-            or self.examples < 0
-        ):
-            raise ConfigError(f"examples must be an integer >= 0, got {self.examples!r}")
-        if self.clip_range is not None and (
-            not isinstance(self.clip_range, list)
-            or len(self.clip_range) != 2
-            or not all(isinstance(v, (int, float)) for v in self.clip_range)
-            or not self.clip_range[0] < self.clip_range[1]
-        ):
-            raise ConfigError(
-                f"clip_range must be [low, high] with low < high, got {self.clip_range!r}"
-            )
+                raise ValueError(f"attack_params.{name}: {exc}") from None
+        return value
 
-        if self.poisoning is not None and not isinstance(self.poisoning, bool):
-            raise ConfigError(f"poisoning must be true or false, got {self.poisoning!r}")
-        self.smoothing = _check_smoothing(self.smoothing)
-        self.detectors = _check_detectors(self.detectors)
+    @field_validator("clip_range")
+    @classmethod
+    def _clip_range(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and not value[0] < value[1]:
+            raise ValueError(f"clip_range must be [low, high] with low < high, got {value!r}")
+        return value
+
+    @field_validator("smoothing", mode="before")
+    @classmethod
+    def _smoothing(cls, value: Any) -> Any:
+        return _check_smoothing(value)
+
+    @field_validator("detectors", mode="before")
+    @classmethod
+    def _detectors(cls, value: Any) -> Any:
+        return _check_detectors(value)
+
+    @model_validator(mode="after")
+    def _sections(self) -> AssessConfig:
+        if self.profile is not None and self.attacks is not None:
+            raise ValueError(
+                "give either profile (a suite run AutoAttack-style) or attacks (each run "
+                "on every sample), not both"
+            )
         for section in SECTION_CHECKS.names():
             setattr(self, section, SECTION_CHECKS.get(section)(getattr(self, section)))
+        return self
+
+    def updated(self, **values: Any) -> AssessConfig:
+        """A validated copy with ``values`` replaced (command-line overrides)."""
+        return AssessConfig(**{**dict(self), **values})
 
     def with_gates(self, gates: list[Gate]) -> AssessConfig:
         """A copy with ``gates`` added; the ε of every gate joins the ε grid."""
+        from mlwarden.attacks import get_attack
+
         merged = {g.metric: g for g in [*self.gates, *gates]}
         for gate in merged.values():
             if gate.attack is not None:
-                from mlwarden.attacks import get_attack
-
                 get_attack(gate.attack)
         epsilons = sorted({*self.epsilons, *(g.eps for g in merged.values() if g.eps is not None)})
-        values = {**asdict(self), "epsilons": epsilons, "gates": list(merged.values())}
-        return AssessConfig(**values)
+        return self.updated(epsilons=epsilons, gates=list(merged.values()))
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as recorded in the report."""
-        values = asdict(self)
+        values = {key: copy.deepcopy(value) for key, value in dict(self).items()}
         values["gates"] = [
             {"metric": g.metric, "threshold": g.threshold, "source": g.source} for g in self.gates
         ]
         return values
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line naming the path, the problem and the value of every invalid setting."""
+    parts = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"]) or "config"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] in ("value_error", "assertion_error"):
+            parts.append(
+                message
+                if message.startswith(f"{path}") and ":" in message.split(" ")[0]
+                else f"{path}: {message}"
+            )
+        elif error["type"] == "extra_forbidden":
+            parts.append(f"{path}: unknown setting")
+        else:
+            parts.append(f"{path}: {message} (got {error.get('input')!r})")
+    return "; ".join(parts)
 
 
 SMOOTHING_DEFAULTS: dict[str, Any] = {
@@ -360,25 +384,8 @@ def _check_detectors(value: Any) -> list[dict[str, Any]] | None:
     return specs
 
 
-_KEYS = {
-    "seed",
-    "epsilons",
-    "norm",
-    "attacks",
-    "attack_params",
-    "max_samples",
-    "batch_size",
-    "examples",
-    "clip_range",
-    "policy",
-    "smoothing",
-    "detectors",
-    "poisoning",
-    "privacy",
-    "extraction",
-    "profile",
-    "acknowledge_masking",
-}
+_KEYS = {*(name for name in AssessConfig.model_fields if name != "gates"), "policy"}
+"""The settings a YAML file may give (``policy`` becomes ``gates``)."""
 
 
 def load_config(path: str | Path | None) -> AssessConfig:
@@ -416,6 +423,6 @@ def load_config(path: str | Path | None) -> AssessConfig:
     ]
     try:
         config = AssessConfig(**raw)
-    except TypeError as exc:  # wrong types that dataclass construction trips over
+    except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return config.with_gates(gates) if gates else config

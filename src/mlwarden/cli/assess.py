@@ -37,6 +37,12 @@ def assess(
         None, "--max-samples", help="Override max_samples of the config."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Override the config's seed."),
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        help="Attack suite: standard (AutoAttack-grade, the default) or quick (CI); replaces "
+        "the config's profile or attack list.",
+    ),
     require_signature: Path | None = typer.Option(
         None,
         "--require-signature",
@@ -66,14 +72,15 @@ def assess(
     from mlwarden.supplychain.signing import signature_verifier
 
     settings = load_config(config)
-    if max_samples is not None or seed is not None:
-        from dataclasses import replace
-
-        settings = replace(
-            settings,
-            max_samples=max_samples if max_samples is not None else settings.max_samples,
-            seed=seed if seed is not None else settings.seed,
-        )
+    overrides: dict[str, object] = {
+        key: value
+        for key, value in (("max_samples", max_samples), ("seed", seed), ("profile", profile))
+        if value is not None
+    }
+    if overrides:
+        if "profile" in overrides and settings.attacks is not None:
+            overrides["attacks"] = None  # --profile replaces the config's attack list
+        settings = settings.updated(**overrides)
     gates = [parse_gate(g) for g in fail_under]
     if gates:
         settings = settings.with_gates(gates)
