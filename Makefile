@@ -27,7 +27,7 @@ setup: $(VENV)/.setup
 setup-dev: $(VENV)/.setup-dev
 
 demo: setup
-	$(BIN)/mlwarden assess --model zoo:digits-cnn --data builtin:digits --out $(DEMO_OUT)
+	$(BIN)/mlwarden assess --model zoo:digits-cnn --data builtin:digits --max-samples 200 --out $(DEMO_OUT)
 
 test: setup-dev
 	$(BIN)/python -m pytest

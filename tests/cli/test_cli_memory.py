@@ -18,7 +18,7 @@ PEAK_RSS_LIMIT_BYTES = 1.5 * 1024**3
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux only")
 def test_demo_assessment_peak_rss_stays_under_1_5_gb(tmp_path: Path) -> None:
-    """``assess`` on zoo:digits-cnn and builtin:digits with the default config.
+    """``assess`` on zoo:digits-cnn and builtin:digits as ``make demo`` runs it.
 
     ``RUSAGE_CHILDREN.ru_maxrss`` is the largest peak over every child this process has
     waited for, so it bounds this child's peak from above: the check cannot pass wrongly.
@@ -39,6 +39,8 @@ def test_demo_assessment_peak_rss_stays_under_1_5_gb(tmp_path: Path) -> None:
             "zoo:digits-cnn",
             "--data",
             "builtin:digits",
+            "--max-samples",
+            "200",
             "--out",
             str(tmp_path / "report"),
         ],
