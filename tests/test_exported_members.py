@@ -36,8 +36,11 @@ def _public_members(module: ModuleType) -> set[str]:
     """Names bound in ``module`` that a user could take for its API.
 
     Submodules (bound as attributes when imported) and ``from __future__`` features are not
-    exports.
+    exports. Packages that import their names on first use (PEP 562 ``__getattr__``) are asked
+    for every name in ``__all__`` first, so that a name they cannot produce fails here.
     """
+    for name in getattr(module, "__all__", ()):
+        getattr(module, name)
     return {
         name
         for name, value in vars(module).items()

@@ -8,9 +8,9 @@ import torch and scikit-learn.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import typing
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from mlwarden.models.base import Classifier, DifferentiableClassifier
     from mlwarden.models.convert import ConvertedClassifier, to_white_box
     from mlwarden.models.loading import load_model
@@ -38,7 +38,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'mlwarden.models' has no attribute {name!r}")

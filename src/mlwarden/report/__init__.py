@@ -7,9 +7,9 @@ command, while the writers pull in matplotlib and torch, which ``mlwarden scan``
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import typing
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from mlwarden.report.findings import (
         REPORT_SCHEMA_VERSION,
         Finding,
@@ -48,7 +48,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'mlwarden.report' has no attribute {name!r}")
