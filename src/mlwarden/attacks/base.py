@@ -137,6 +137,13 @@ class Attack(ABC):
         if self.batch_size is not None and self.batch_size < 1:
             raise AttackError(f"{self.name}: batch_size must be >= 1, got {self.batch_size}")
 
+    def _check_counts(self, *names: str) -> None:
+        """Raise :class:`AttackError` unless each named hyperparameter is an integer >= 1."""
+        for key in names:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise AttackError(f"{self.name}: {key} must be an integer >= 1, got {value!r}")
+
     @final
     def generate(
         self,

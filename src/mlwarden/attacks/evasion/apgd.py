@@ -28,7 +28,6 @@ from mlwarden.attacks.evasion.gradient_descent import (
     projected_gradient_descent,
     targeted_dlr_loss,
 )
-from mlwarden.errors import AttackError
 from mlwarden.models.base import Classifier, DifferentiableClassifier
 
 __all__ = ["APGD", "APGDStep", "APGDTargeted", "apgd_start"]
@@ -158,10 +157,7 @@ class _APGDBase(Attack):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        for key in ("steps", "restarts", "eot_samples"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise AttackError(f"{self.name}: {key} must be an integer >= 1, got {value!r}")
+        self._check_counts("steps", "restarts", "eot_samples")
 
     def _descend(
         self,
@@ -310,9 +306,7 @@ class APGDTargeted(_APGDBase):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        value = self.target_classes
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise AttackError(f"apgd-t: target_classes must be an integer >= 1, got {value!r}")
+        self._check_counts("target_classes")
 
     def _generate(
         self, classifier: Classifier, x: torch.Tensor, goal: torch.Tensor, *, seed: int

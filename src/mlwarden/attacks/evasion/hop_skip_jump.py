@@ -91,10 +91,7 @@ class HopSkipJump(Attack):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        for name in ("max_queries", "max_iterations", "initial_evals", "init_tries"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise AttackError(f"hsj: {name} must be an integer >= 1, got {value!r}")
+        self._check_counts("max_queries", "max_iterations", "initial_evals", "init_tries")
         if (
             isinstance(self.gamma, bool)
             or not isinstance(self.gamma, (int, float))

@@ -75,10 +75,7 @@ class PGD(Attack):
     def _validate_params(self) -> None:
         super()._validate_params()
         check_loss(self.name, self.loss)
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise AttackError(f"pgd: steps must be an integer >= 1, got {self.steps!r}")
-        if not isinstance(self.restarts, int) or self.restarts < 1:
-            raise AttackError(f"pgd: restarts must be an integer >= 1, got {self.restarts!r}")
+        self._check_counts("steps", "restarts")
         if self.step_size is not None and not self.step_size > 0:
             raise AttackError(f"pgd: step_size must be > 0, got {self.step_size!r}")
 

@@ -129,8 +129,7 @@ class SquareAttack(Attack):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        if isinstance(self.queries, bool) or not isinstance(self.queries, int) or self.queries < 1:
-            raise AttackError(f"square: queries must be an integer >= 1, got {self.queries!r}")
+        self._check_counts("queries")
         if self.p_init is not None and (
             isinstance(self.p_init, bool)
             or not isinstance(self.p_init, (int, float))
