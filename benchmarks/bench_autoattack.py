@@ -32,6 +32,7 @@ from torch import nn
 from mlwarden.assess import assess
 from mlwarden.assess.config import AssessConfig
 from mlwarden.data import Dataset, load_dataset
+from mlwarden.data.builtin import load_builtin
 from mlwarden.defenses.training import AdversarialTrainer
 from mlwarden.models import TorchClassifier, load_model
 from mlwarden.models.zoo import digits_cnn
@@ -99,7 +100,7 @@ def build_models(names: list[str], seed: int) -> dict[str, nn.Module]:
         "quantized": lambda: Quantized(base, 4),
         "noisy": lambda: Noisy(base, 0.1),
         "squeezed": lambda: Squeezed(base),
-        "adv-trained": lambda: adversarially_trained(load_dataset("builtin:digits").train, seed),
+        "adv-trained": lambda: adversarially_trained(load_builtin("digits").train, seed),
     }
     return {name: factories[name]() for name in names}
 
