@@ -252,3 +252,96 @@ def retention(
             f"{i.action}: {escape(i.dataset.name)} (expired {_when(i.expired_at)}); "
             f"models trained on it: {escape(models)}"
         )
+
+
+_SCAN_FORMATS = ("table", "json", "sarif")
+
+
+def scan_pii(
+    data: Path = typer.Argument(
+        ..., help="CSV, JSON lines, .npz (string arrays), text, or a folder."
+    ),
+    output_format: str = typer.Option("table", "--format", "-f", help="table, json or sarif."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write json/sarif here."),
+    fail_on: str | None = typer.Option(
+        None, "--fail-on", help="Exit 3 when a finding is at least this severe (CI gate)."
+    ),
+    no_secrets: bool = typer.Option(False, "--no-secrets", help="Skip credential detection."),
+) -> None:
+    """Find personal data and credentials per field; suggest drop, mask or tokenise."""
+    from mlwarden import __version__
+    from mlwarden.governance.pii import PiiScanner, scan_path
+    from mlwarden.report.findings import Severity
+    from mlwarden.report.sarif import SARIF_LEVEL, SECURITY_SEVERITY, sarif_log
+
+    if output_format not in _SCAN_FORMATS:
+        raise ConfigError(f"--format {output_format!r} must be one of {', '.join(_SCAN_FORMATS)}")
+    try:
+        gate = Severity(fail_on.lower()) if fail_on else None
+    except ValueError:
+        raise ConfigError(
+            f"--fail-on {fail_on!r} must be one of {', '.join(s.value for s in Severity)}"
+        ) from None
+    result = scan_path(data, PiiScanner(secrets=not no_secrets))
+    if output_format == "table":
+        table = Table("field", "entity", "count", "rows", "examples (masked)", "action")
+        for f in result.findings:
+            table.add_row(
+                f.field,
+                f.entity,
+                str(f.count),
+                str(f.rows),
+                escape(", ".join(f.examples)),
+                f.action,
+            )
+        console.print(table)
+        for problem in result.unreadable:
+            console.print(f"[yellow]not scanned:[/] {escape(problem)}")
+        text = None
+    elif output_format == "json":
+        text = json.dumps(
+            {**result.to_dict(), "report_findings": [f.to_dict() for f in result.to_findings()]},
+            indent=2,
+        )
+    else:
+        findings = result.to_findings()
+        rules = {
+            f.id: {
+                "id": f.id,
+                "shortDescription": {"text": f"{f.details['entity']} in training data"},
+                "properties": {"security-severity": SECURITY_SEVERITY[f.severity]},
+            }
+            for f in findings
+        }
+        results = [
+            {
+                "ruleId": f.id,
+                "level": SARIF_LEVEL[f.severity],
+                "message": {"text": f"{f.summary}. Suggested action: {f.recommendation}."},
+                "locations": [
+                    {
+                        "physicalLocation": {"artifactLocation": {"uri": str(data)}},
+                        "logicalLocations": [{"name": f.details["field"], "kind": "member"}],
+                    }
+                ],
+            }
+            for f in findings
+        ]
+        text = json.dumps(
+            sarif_log(
+                rules, results, version=__version__, properties={"unreadable": result.unreadable}
+            ),
+            indent=2,
+        )
+    if text is not None:
+        if output is not None:
+            atomic_write_text(output, text + "\n")
+            console.print(f"wrote {output}")
+        else:
+            typer.echo(text)
+    worst = result.worst()
+    if gate is not None and worst is not None and worst.rank >= gate.rank:
+        raise typer.Exit(code=EXIT_CHANGED)
+
+
+app.command("scan-pii")(scan_pii)
