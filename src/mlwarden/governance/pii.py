@@ -22,7 +22,8 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,7 @@ def _analyzer() -> Any:
             super().__init__(models=[{"lang_code": "en", "model_name": "blank:en"}])
 
         def load(self) -> None:
-            self.nlp = {"en": spacy.blank("en")}
+            self.nlp = {"en": spacy.blank("en")}  # type: ignore[assignment]
 
     recognizers = [
         EmailRecognizer(),
@@ -294,7 +295,7 @@ class FieldFinding:
     entity: str
     count: int = 0
     rows: int = 0
-    examples: list[str] = field(default_factory=list)
+    examples: list[str] = dc_field(default_factory=list)
 
     @property
     def action(self) -> str:

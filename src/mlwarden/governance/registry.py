@@ -15,6 +15,7 @@ registered first.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -239,7 +240,8 @@ class Registry:
         digests = sidecar_data_digests(sidecar)
         run = None
         if digests:
-            training = sidecar.get("training") if isinstance(sidecar.get("training"), dict) else {}
+            raw_training = sidecar.get("training")
+            training: dict[str, Any] = raw_training if isinstance(raw_training, dict) else {}
             recipe = str(training.get("recipe") or sidecar.get("recipe") or "train")
             version = str(training.get("mlwarden_version") or sidecar.get("mlwarden_version") or "")
             run = self.record_run("train", digests, [artifact.file_sha256], recipe, version)
@@ -310,7 +312,7 @@ class Registry:
             raise ConfigError(f"nothing is registered as {name!r} (see mlwarden governance list)")
         return _artifact(row)
 
-    def list(self, kind: str | None = None) -> list[Artifact]:
+    def list(self, kind: str | None = None) -> builtins.list[Artifact]:
         """Every artefact (of ``kind`` if given), oldest first."""
         query = sa.select(self.artifacts).order_by(self.artifacts.c.registered_at)
         if kind is not None:
@@ -318,7 +320,7 @@ class Registry:
         with self.db.reader.connect() as conn:
             return [_artifact(r) for r in conn.execute(query).mappings().all()]
 
-    def by_digest(self, digest: str) -> list[Artifact]:
+    def by_digest(self, digest: str) -> builtins.list[Artifact]:
         """Artefacts one of whose digests is ``digest``."""
         a = self.artifacts.c
         with self.db.reader.connect() as conn:
@@ -390,7 +392,7 @@ class Registry:
             raise ConfigError("a transformation needs at least one input and one output dataset")
         return self.record_run("transform", ins, outs, command, version)
 
-    def all_runs(self) -> list[Run]:
+    def all_runs(self) -> builtins.list[Run]:
         """Every run, oldest first."""
         with self.db.reader.connect() as conn:
             runs = conn.execute(sa.select(self.runs).order_by(self.runs.c.started_at)).all()
