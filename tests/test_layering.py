@@ -1,6 +1,6 @@
 """The package is layered top-down and has no import cycles, hidden or not.
 
-cli → serve | assess → defenses | supplychain → report → attacks → models → data, with the
+cli → governance → serve | assess → defenses | supplychain → report → attacks → models → data, with the
 shared base (``errors``, ``registry``, ``params``, ``_io``) below them all. The contracts live
 in ``pyproject.toml`` (``[tool.importlinter]``); import-linter checks every import, including
 those inside functions. The AST scan below says the same thing in this project's own words: an
@@ -24,16 +24,17 @@ PYPROJECT = PACKAGE.parents[1] / "pyproject.toml"
 # Rank of each top-level subpackage: a module may import only its own rank or higher numbers.
 LAYERS: dict[str, int] = {
     "cli": 0,
-    "serve": 1,
-    "assess": 1,
-    "defenses": 2,
-    "supplychain": 2,
-    "report": 3,
-    "attacks": 4,
-    "models": 5,
-    "data": 6,
+    "governance": 1,
+    "serve": 2,
+    "assess": 2,
+    "defenses": 3,
+    "supplychain": 3,
+    "report": 4,
+    "attacks": 5,
+    "models": 6,
+    "data": 7,
 }
-BASE = 7  # errors, registry, params, _io, the package's own __init__
+BASE = 8  # errors, registry, params, _io, the package's own __init__
 
 
 def _rank(module: str) -> tuple[int, str]:

@@ -129,6 +129,12 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "group",
         "Verify and read the gateway's hash-chained audit log.",
     ),
+    "governance": (
+        "mlwarden.cli.governance",
+        "app",
+        "group",
+        "Data governance: register datasets and models, lineage, audited access, retention.",
+    ),
 }
 
 

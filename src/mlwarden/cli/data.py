@@ -368,3 +368,15 @@ def _print_summary(doc: dict[str, Any]) -> None:
                 + ("" if success is None else f", attack success {success:.1%}"),
                 highlight=False,
             )
+
+
+def _scan_pii_command() -> None:
+    """``mlwarden data scan-pii``: the governance scanner, registered under ``data`` too."""
+    from mlwarden.cli.governance import scan_pii
+
+    app.command(
+        "scan-pii", help="Find personal data and credentials per field (drop/mask/tokenise)."
+    )(scan_pii)
+
+
+_scan_pii_command()

@@ -1,0 +1,83 @@
+"""Retention: find datasets past their data card's retention period; delete or quarantine them.
+
+Every deletion is a ``delete`` run in the lineage (the dataset's digests → nothing), an entry in
+the hash-chained audit log, and a list of the models trained on the deleted data (their owners
+decide whether to retrain: a model is not deleted with its data).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlwarden.errors import ConfigError
+from mlwarden.governance.lineage import models_trained_on
+from mlwarden.governance.registry import Artifact, Registry
+
+__all__ = ["Expired", "apply_retention", "expired_datasets"]
+
+
+@dataclass(frozen=True)
+class Expired:
+    """One expired dataset, what happened to it, and the models trained on it."""
+
+    dataset: Artifact
+    expired_at: float
+    models: tuple[str, ...]
+    action: str  # "would delete", "deleted", "quarantined"
+    where: str = ""
+
+
+def expired_datasets(registry: Registry, *, now: float | None = None) -> list[Expired]:
+    """Active datasets whose retention period has ended (nothing is changed)."""
+    now = time.time() if now is None else now
+    found = []
+    for artifact in registry.list("dataset"):
+        end = artifact.expires_at()
+        if artifact.status == "active" and end is not None and end <= now:
+            models = tuple(m.name for m in models_trained_on(registry, artifact.name))
+            found.append(Expired(artifact, end, models, "would delete"))
+    return found
+
+
+def apply_retention(
+    registry: Registry, *, now: float | None = None, quarantine: str | Path | None = None
+) -> list[Expired]:
+    """Delete (or move into ``quarantine``) every expired dataset and record it.
+
+    Raises
+    ------
+    ConfigError
+        ``quarantine`` is inside a dataset being removed.
+    """
+    done = []
+    for item in expired_datasets(registry, now=now):
+        artifact = item.dataset
+        path = Path(artifact.path)
+        where = ""
+        if quarantine is not None:
+            target_dir = Path(quarantine).resolve()
+            if target_dir.is_relative_to(path):
+                raise ConfigError(f"--quarantine {quarantine} lies inside {path}")
+            target_dir.mkdir(parents=True, exist_ok=True)
+            target = target_dir / f"{artifact.name}-{artifact.file_sha256[:12]}{path.suffix}"
+            if path.exists():
+                shutil.move(str(path), str(target))
+            where, status = str(target), "quarantined"
+        else:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            status = "deleted"
+        registry.record_run(
+            "delete", artifact.digests, [], f"mlwarden governance retention --apply ({status})"
+        )
+        registry.set_status(artifact.name, status, where or None)
+        registry.audit_event(
+            "operator", artifact.name, "retention", "allow", f"{status}:{len(item.models)}models"
+        )
+        done.append(Expired(artifact, item.expired_at, item.models, status, where))
+    return done
