@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from governance.pii_corpus import generate  # noqa: E402
 from governance.test_pii import measure  # noqa: E402
-
 from mlwarden.governance.pii import PiiScanner, _analyzer  # noqa: E402
 
 
@@ -28,7 +27,9 @@ def main() -> None:
     scores = measure(records, PiiScanner())
     print(f"{'entity':16} {'precision':>9} {'recall':>7} {'tp':>4} {'fp':>3} {'fn':>3}")
     for entity, s in scores.items():
-        print(f"{entity:16} {s['precision']:9.3f} {s['recall']:7.3f} {s['tp']:4} {s['fp']:3} {s['fn']:3}")
+        print(
+            f"{entity:16} {s['precision']:9.3f} {s['recall']:7.3f} {s['tp']:4} {s['fp']:3} {s['fn']:3}"
+        )
     texts = [r.text for r in records]
     size_mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
     scanner, presidio = PiiScanner(), _analyzer()
