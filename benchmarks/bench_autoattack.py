@@ -156,7 +156,7 @@ def main() -> int:
     failures: list[str] = []
     print(
         f"{'model':<12} {'norm':<5} {'eps':>5} {'clean':>6} {'standard':>9} {'quick':>6} "
-        f"{'AutoAttack':>10} {'time std/AA':>11}  masking"
+        f"{'AutoAttack':>10} {'suite/AA':>8} {'+diag/AA':>8}  masking"
     )
     for name, module in models.items():
         for norm in args.norms.split(","):
