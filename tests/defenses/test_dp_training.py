@@ -477,3 +477,23 @@ def test_secure_mode_trains_without_the_insecure_noise_warning() -> None:  # pra
         secure_mode=True,
     )
     assert result.record.secure_mode is True and result.record.steps > 0
+
+
+def test_privacy_records_carry_the_version_of_their_digest_rule() -> None:
+    from mlwarden.defenses.training.dp_record import RECORD_VERSION, PrivacyRecord
+
+    fields = {
+        "epsilon": 1.0,
+        "delta": 1e-5,
+        "accountant": "rdp",
+        "noise_multiplier": 1.0,
+        "sample_rate": 0.1,
+        "steps": 10,
+        "max_grad_norm": 1.0,
+        "epochs": 1,
+        "batch_size": 8,
+        "dataset_sha256": "0" * 64,
+    }
+    written = PrivacyRecord(**fields).to_dict()
+    assert written["record_version"] == RECORD_VERSION == 2  # digest covers shape and dtype
+    assert PrivacyRecord.from_dict(fields).record_version == 1  # an old record says so

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mlwarden.cli._console import console, progress
+from mlwarden.cli.options import LABEL_COLUMN
 from mlwarden.defenses.training.dp import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
@@ -49,7 +50,7 @@ def dp(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the weights, Poisson batches and noise."),
     val_data: str | None = typer.Option(None, "--val-data", help="Held-out data for accuracy."),
-    label_column: str = typer.Option("label", "--label-column", help="Label column of CSV data."),
+    label_column: str = LABEL_COLUMN,
     secure_mode: bool = typer.Option(
         False,
         "--secure-mode/--no-secure-mode",

@@ -402,30 +402,14 @@ def make_canaries(
         chosen, rest = np.sort(order[:n_canaries]), np.sort(order[n_canaries:])
         shift = rng.integers(1, train.n_classes, size=n_canaries)
         canaries = train.subset(chosen, name=f"{train.name}:canaries")
-        canaries = Dataset(
-            name=canaries.name,
-            x=canaries.x,
-            y=(canaries.y + shift) % train.n_classes,
-            n_classes=train.n_classes,
-            clip_range=train.clip_range,
-            kind=train.kind,
-            feature_names=train.feature_names,
-        )
+        canaries = canaries.with_samples(y=(canaries.y + shift) % train.n_classes)
         return train.subset(rest), canaries
     if kind == "ood":
         low, high = train.clip_range
         bits = rng.random((n_canaries, *train.input_shape)) < 0.5
         x = np.where(bits, high, low).astype(np.float32)
         y = rng.integers(0, train.n_classes, size=n_canaries).astype(np.int64)
-        canaries = Dataset(
-            name=f"{train.name}:ood-canaries",
-            x=x,
-            y=y,
-            n_classes=train.n_classes,
-            clip_range=train.clip_range,
-            kind=train.kind,
-            feature_names=train.feature_names,
-        )
+        canaries = train.with_samples(x, y, name=f"{train.name}:ood-canaries")
         return train, canaries
     raise AttackError(f"canary kind must be 'mislabel' or 'ood', got {kind!r}")
 
@@ -474,14 +458,10 @@ def run_audit(
             on_run(run)
         included = rng.random(n_canaries) < 0.5
         chosen = canaries.subset(np.flatnonzero(included))
-        data = Dataset(
+        data = train.with_samples(
+            np.concatenate([base.x, chosen.x]),
+            np.concatenate([base.y, chosen.y]),
             name=f"{train.name}+canaries",
-            x=np.concatenate([base.x, chosen.x]),
-            y=np.concatenate([base.y, chosen.y]),
-            n_classes=train.n_classes,
-            clip_range=train.clip_range,
-            kind=train.kind,
-            feature_names=train.feature_names,
         )
         model = train_fn(data, seed + run)
         all_scores.append(_canary_scores(model, canaries))

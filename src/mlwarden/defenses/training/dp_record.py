@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["PrivacyRecord"]
+__all__ = ["RECORD_VERSION", "PrivacyRecord"]
+
+RECORD_VERSION = 2
+"""Version 2: ``dataset_sha256`` is :meth:`~mlwarden.data.Dataset.digest` over the bytes *and*
+the shape and dtype of the data (version 1 hashed the bytes only, so a reshaped dataset kept
+its digest). Records read without a version are version 1."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ class PrivacyRecord:
     converted_layers
         Layers :func:`~mlwarden.defenses.training.dp.make_dp_compatible` replaced (e.g.
         ``"1: BatchNorm2d -> GroupNorm"``).
+    record_version
+        :data:`RECORD_VERSION` when written; older records say 1 (their digest ignores shape).
     secure_mode
         Whether Opacus drew the noise and the batches from a cryptographically secure generator
         (``False``: PyTorch's seedable generator, fine for experiments, not for a release).
@@ -67,6 +74,7 @@ class PrivacyRecord:
     grad_sample_mode: str = "hooks"
     converted_layers: tuple[str, ...] = ()
     secure_mode: bool = False
+    record_version: int = RECORD_VERSION
 
     @property
     def epsilon_spent(self) -> float:
@@ -87,4 +95,5 @@ class PrivacyRecord:
         values = {k: v for k, v in data.items() if k in names}
         values["epsilon_per_epoch"] = tuple(values.get("epsilon_per_epoch", ()))
         values["converted_layers"] = tuple(values.get("converted_layers", ()))
+        values.setdefault("record_version", 1)
         return cls(**values)
