@@ -75,7 +75,7 @@ def test_mitigations_for_follows_the_data_links() -> None:
 
 
 def test_unknown_technique_is_a_config_error_naming_it() -> None:
-    with pytest.raises(ConfigError, match="AML.T9999"):
+    with pytest.raises(ConfigError, match=r"AML\.T9999"):
         load_atlas().technique("AML.T9999")
 
 
