@@ -22,6 +22,7 @@ import markupsafe
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 
 from mlwarden._io import atomic_write_text
@@ -48,7 +49,9 @@ def robust_accuracy_trend_png(histories: dict[str, list[AssessmentRun]]) -> byte
         return None
     fig, ax = plt.subplots(figsize=(6.4, 3.2))
     for name, points in sorted(series.items()):
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+        dates = mdates.date2num([p[0] for p in points])
+        ax.plot(dates, [p[1] for p in points], marker="o", label=name)
+    ax.xaxis_date()
     ax.set_ylim(0, 1)
     ax.set_ylabel("robust accuracy")
     ax.set_xlabel("assessed")

@@ -530,10 +530,10 @@ def assess_risk(tm: ThreatModel, evidence: dict[str, Evidence] | None = None) ->
     atlas = load_atlas()
     evidence = evidence or {}
     threats = []
-    for spec in THREATS:
-        because = spec.applies(tm)
+    for threat_spec in THREATS:
+        because = threat_spec.applies(tm)
         if because is not None:
-            threats.append(_threat(spec, tm, because))
+            threats.append(_threat(threat_spec, tm, because))
     threats.sort(key=lambda t: (-t.score, t.id))
 
     addressed: dict[str, list[Threat]] = {}
@@ -545,7 +545,7 @@ def assess_risk(tm: ThreatModel, evidence: dict[str, Evidence] | None = None) ->
             for extra in EXTRA_CONTROLS:
                 if technique in extra.techniques:
                     addressed.setdefault(extra.id, []).append(threat)
-    specs = {**IMPLEMENTATIONS, **{e.id: e for e in EXTRA_CONTROLS}}
+    specs: dict[str, ControlSpec] = {**IMPLEMENTATIONS, **{e.id: e for e in EXTRA_CONTROLS}}
     controls = []
     for control_id, by in addressed.items():
         spec = specs[control_id]

@@ -110,7 +110,7 @@ class ThreatModel(BaseModel):
     """One system's threat model (``mlwarden.threat-model/1``)."""
 
     model_config = _STRICT
-    schema_: Literal["mlwarden.threat-model/1"] = Field(SCHEMA, alias="schema")
+    schema_: Literal["mlwarden.threat-model/1"] = Field("mlwarden.threat-model/1", alias="schema")
     system: SystemName
     description: str = ""
     owner: _Name
