@@ -26,6 +26,7 @@ PUBLIC_MODULES = [
     "mlwarden.defenses.detectors",
     "mlwarden.attacks.poisoning",
     "mlwarden.defenses.poisoning",
+    "mlwarden.program",
 ]
 INCLUDED_PRIVATE_MEMBERS = {"__version__"}
 # what ``from __future__ import annotations`` binds in a module: a feature, not an export

@@ -1,6 +1,6 @@
 """The package is layered top-down and has no import cycles, hidden or not.
 
-cli → governance → serve | assess → defenses | supplychain → report → attacks → models → data, with the
+cli → program → governance → serve | assess → defenses | supplychain → report → attacks → models → data, with the
 shared base (``errors``, ``registry``, ``params``, ``_io``) below them all. The contracts live
 in ``pyproject.toml`` (``[tool.importlinter]``); import-linter checks every import, including
 those inside functions. The AST scan below says the same thing in this project's own words: an
@@ -24,17 +24,18 @@ PYPROJECT = PACKAGE.parents[1] / "pyproject.toml"
 # Rank of each top-level subpackage: a module may import only its own rank or higher numbers.
 LAYERS: dict[str, int] = {
     "cli": 0,
-    "governance": 1,
-    "serve": 2,
-    "assess": 2,
-    "defenses": 3,
-    "supplychain": 3,
-    "report": 4,
-    "attacks": 5,
-    "models": 6,
-    "data": 7,
+    "program": 1,
+    "governance": 2,
+    "serve": 3,
+    "assess": 3,
+    "defenses": 4,
+    "supplychain": 4,
+    "report": 5,
+    "attacks": 6,
+    "models": 7,
+    "data": 8,
 }
-BASE = 8  # errors, registry, params, _io, the package's own __init__
+BASE = 9  # errors, registry, params, _io, the package's own __init__
 
 
 def _rank(module: str) -> tuple[int, str]:

@@ -129,6 +129,18 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "group",
         "Verify and read the gateway's hash-chained audit log.",
     ),
+    "threat-model": (
+        "mlwarden.cli.program",
+        "threat_model_app",
+        "group",
+        "Write a system's threat model; derive ATLAS threats, risk scores and a control plan.",
+    ),
+    "program": (
+        "mlwarden.cli.program",
+        "app",
+        "group",
+        "The security programme: systems, assessment history, status, NIST AI RMF reports.",
+    ),
     "governance": (
         "mlwarden.cli.governance",
         "app",
