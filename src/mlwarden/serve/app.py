@@ -109,6 +109,7 @@ def create_app(
             yield
         finally:
             server_log.removeHandler(recorder)
+            await gateway.aclose()
             gateway.close()
 
     docs = config.docs

@@ -73,6 +73,7 @@ class Gateway:
             config.database, prefix=config.table_prefix, synchronous=config.audit.synchronous
         )
         self.keys = KeyStore(self.db)
+        self.keys.start_invalidation()  # PostgreSQL: cached key records, dropped on NOTIFY
         self.audit = AuditLog(self.db, batch_max=config.audit.batch_max, mode=config.audit.mode)
         self.authz = Authorizer(config)
         self.limits = RateLimits(config.rate_limits)
@@ -85,7 +86,12 @@ class Gateway:
                 self.models[name] = load_served_model(model_config, scan=config.scan_models)
         self.monitor = monitor if monitor is not None else build_monitor(config)
 
+    async def aclose(self) -> None:
+        """Close what the event loop opened (asyncio Redis connections)."""
+        await self.limits.aclose()
+
     def close(self) -> None:
         """Flush the audit log and close database connections."""
+        self.keys.stop_invalidation()
         self.audit.close()
         self.db.dispose()

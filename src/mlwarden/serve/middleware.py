@@ -163,10 +163,10 @@ class AuditMiddleware:
             except Exception:
                 logger.error("audit log unavailable; answering 503 (request %s)", ctx.request_id)
                 if lease is not None:  # charge only what is audited
-                    self.gateway.limits.release_quota(lease)
+                    await self.gateway.limits.arelease_quota(lease)
                 return False
             if lease is not None:
-                self.gateway.limits.confirm_quota(lease)
+                await self.gateway.limits.aconfirm_quota(lease)
             return True
 
         async def send_audited(message: Message) -> None:

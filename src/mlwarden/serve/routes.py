@@ -256,7 +256,9 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
         if record.restriction == "block":
             ctx.reason = "key_blocked"
             raise Problem(403, "key_blocked", "this key is blocked (extraction monitor)")
-        limit = gateway.limits.hit(record.key_id, name, throttled=record.restriction == "throttle")
+        limit = await gateway.limits.ahit(
+            record.key_id, name, throttled=record.restriction == "throttle"
+        )
         if not limit.allowed:
             ctx.reason = limit.reason
             raise Problem(
@@ -285,7 +287,7 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
             ctx.reason = exc.reason
             raise Problem(422, exc.reason, str(exc)) from None
         # reserved now, charged by the middleware once the audit entry is committed
-        quota, ctx.quota_lease = gateway.limits.reserve_quota(record.key_id, name, len(x))
+        quota, ctx.quota_lease = await gateway.limits.areserve_quota(record.key_id, name, len(x))
         if not quota.allowed:
             ctx.reason = quota.reason
             raise Problem(
