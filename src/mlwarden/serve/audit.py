@@ -18,8 +18,11 @@ Appends are serialised so replicas sharing a database keep one chain without for
 transaction first locks the head row (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN
 IMMEDIATE`` on SQLite), appends, moves the head and commits. On PostgreSQL a writer thread takes
 every entry waiting in its queue into one such transaction (group commit) and only then wakes the
-requests whose entries it wrote; on SQLite the commit (about 0.1 ms in WAL mode) runs inline in
-the request. Either way a response is never sent before its audit entry is committed.
+requests whose entries it wrote; on SQLite the commit (about 0.1 ms in WAL mode) runs inline on
+the event loop, and the entries of every request that reached its commit in the same loop
+iteration share one transaction (at most ``batch_max``): under concurrent load one BEGIN, head
+read, head update and COMMIT serve many requests, and a lone request pays one loop turn more.
+Either way a response is never sent before its audit entry is committed.
 """
 
 from __future__ import annotations
@@ -153,6 +156,9 @@ class AuditLog:
         self._queue: queue.Queue[tuple[AuditEntry, _Callback] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: inline mode: entries waiting for this loop turn's commit, by event loop
+        self._ready: dict[asyncio.AbstractEventLoop, list[tuple[AuditEntry, asyncio.Future[None]]]]
+        self._ready = {}
 
     # -- writing -----------------------------------------------------------------------------
     def append_many(self, entries: list[AuditEntry]) -> list[int]:
@@ -274,12 +280,16 @@ class AuditLog:
         Exception
             Whatever the commit raised (the caller must not acknowledge the request).
         """
-        if self.inline:
-            self.append(entry)
-            return
-        self.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        if self.inline:
+            ready = self._ready.setdefault(loop, [])
+            ready.append((entry, future))
+            if len(ready) == 1:  # the first of this turn schedules the commit after the others
+                loop.call_soon(self._commit_ready, loop)
+            await future
+            return
+        self.start()
 
         def done(error: BaseException | None) -> None:
             def settle() -> None:
@@ -294,6 +304,25 @@ class AuditLog:
 
         self._queue.put((entry, done))
         await future
+
+    def _commit_ready(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit the entries queued on ``loop`` this turn, ``batch_max`` per transaction."""
+        ready = self._ready.pop(loop, [])
+        for start in range(0, len(ready), self.batch_max):
+            batch = ready[start : start + self.batch_max]
+            error: BaseException | None = None
+            try:
+                self.append_many([entry for entry, _ in batch])
+            except Exception as exc:  # every waiting request fails closed (503)
+                logger.error("audit append failed: %s", exc.__class__.__name__)
+                error = exc
+            for _, future in batch:
+                if future.done():  # its request was cancelled meanwhile
+                    continue
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
 
     # -- reading -----------------------------------------------------------------------------
     def rows(self, *, after_seq: int = 0, batch: int = 2000) -> Iterator[dict[str, Any]]:

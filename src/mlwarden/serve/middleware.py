@@ -185,6 +185,8 @@ class AuditMiddleware:
 
         try:
             await self.app(scope, receive, send_audited)
+            if self.gateway.observer is not None:  # the answer has left: now the monitor
+                self.gateway.observer.schedule()
         except Exception:
             if state["audited"]:  # the response had started: nothing more can be sent
                 raise

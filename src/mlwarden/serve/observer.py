@@ -1,9 +1,13 @@
-"""The extraction monitor, run off the request path: one worker thread per gateway process.
+"""The extraction monitor, run off the request path: after the answer has been sent.
 
 A prediction hands its inputs and the model's probabilities to :meth:`MonitorRunner.submit`
-and is answered without waiting for the monitor's statistics. The worker thread observes each
-batch in submission order; an alert is audited as its own entry (action ``monitor``), posted to
-the webhook, and its action (throttle, label_only, block) is written to the key store.
+and is answered without waiting for the monitor's statistics: the audit middleware calls
+:meth:`MonitorRunner.schedule` once the response has left, and the batches queued so far are
+observed on the event loop in the next turn (a batch of ``THREAD_MIN_INPUTS`` inputs or more
+goes to the threadpool instead, so a large batch never stalls the loop). No worker thread: a
+thread per process would contend for the GIL with the event loop on every request, and cost
+a cross-thread wake-up per batch. An alert is audited as its own entry (action ``monitor``),
+posted to the webhook, and its action (throttle, label_only, block) is written to the key store.
 
 An alert still restricts the key's *next* request: a request waits (:meth:`settle`) until every
 earlier batch of its own key has been observed, then reads its key again. A key therefore never
@@ -17,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import queue
-import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
 __all__ = ["MonitorRunner", "alert_dict"]
 
@@ -61,28 +65,28 @@ _Item = tuple[str, str, np.ndarray, np.ndarray, str]
 
 
 class MonitorRunner:
-    """Observe predictions in a worker thread; make a key's next request wait for its own.
+    """Observe answered batches after their responses; make a key's next request wait for its own.
 
     Parameters
     ----------
     monitor
         Anything with ``observe(key_id, model, x, probs) -> list[alert]``.
     on_alerts
-        Called in the worker thread with each batch's alerts (audit, restrict, webhook).
-    max_queued
-        Batches waiting beyond this are observed in the submitting thread (back-pressure).
+        Called with each batch's alerts (audit, restrict, webhook).
     settle_timeout_s
         Longest a request waits for its key's earlier batches (then it proceeds, logged).
     max_undelivered
         Alerts kept per key for its next answer.
     """
 
+    #: batches with this many inputs or more are observed in the threadpool
+    THREAD_MIN_INPUTS = 16
+
     def __init__(
         self,
         monitor: Any,
         on_alerts: AlertHandler,
         *,
-        max_queued: int = 4096,
         settle_timeout_s: float = 5.0,
         max_undelivered: int = 32,
     ) -> None:
@@ -90,41 +94,37 @@ class MonitorRunner:
         self.on_alerts = on_alerts
         self.settle_timeout_s = settle_timeout_s
         self.max_undelivered = max_undelivered
-        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queued)
-        self._lock = threading.Lock()
+        self._queue: deque[_Item] = deque()
         self._pending: dict[str, int] = {}
-        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._undelivered: dict[str, list[dict[str, Any]]] = {}
-        self._idle = threading.Condition(self._lock)
-        self._thread = threading.Thread(target=self._run, name="mlwarden-monitor", daemon=True)
-        self._thread.start()
+        self._draining = False
 
     # -- the request side ------------------------------------------------------------------
     def submit(
         self, key_id: str, model: str, x: np.ndarray, probs: np.ndarray, request_id: str
     ) -> None:
-        """Queue one answered batch for the monitor (returns at once)."""
-        item = (key_id, model, x, probs, request_id)
-        with self._lock:
-            self._pending[key_id] = self._pending.get(key_id, 0) + 1
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:  # the worker is far behind: this batch is observed right here
-            self._observe(item)
+        """Queue one answered batch for the monitor (observed after :meth:`schedule`)."""
+        self._pending[key_id] = self._pending.get(key_id, 0) + 1
+        self._queue.append((key_id, model, x, probs, request_id))
+
+    def schedule(self) -> None:
+        """Observe what is queued, from the next loop turn on (called once a response is sent)."""
+        if self._queue and not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
 
     def pending(self, key_id: str) -> int:
         """Batches of ``key_id`` submitted and not yet observed."""
-        with self._lock:
-            return self._pending.get(key_id, 0)
+        return self._pending.get(key_id, 0)
 
     async def settle(self, key_id: str) -> bool:
         """Wait until every batch ``key_id`` submitted is observed; whether there was any."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            if not self._pending.get(key_id):
-                return False
-            future: asyncio.Future[None] = loop.create_future()
-            self._waiters.setdefault(key_id, []).append((loop, future))
+        if not self._pending.get(key_id):
+            return False
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key_id, []).append(future)
+        self.schedule()
         try:
             await asyncio.wait_for(future, self.settle_timeout_s)
         except asyncio.TimeoutError:
@@ -135,56 +135,51 @@ class MonitorRunner:
         """The alerts ``key_id`` raised that no answer has carried yet (and forget them)."""
         if not self._undelivered:
             return []
-        with self._lock:
-            return self._undelivered.pop(key_id, [])
+        return self._undelivered.pop(key_id, [])
 
-    def wait_idle(self, timeout_s: float) -> bool:
-        """Wait until nothing is queued or being observed (tests, shutdown)."""
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._pending, timeout_s)
+    # -- observing -------------------------------------------------------------------------
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                item = self._queue.popleft()
+                if len(item[2]) >= self.THREAD_MIN_INPUTS:
+                    raised = await run_in_threadpool(self._observe, item)
+                else:
+                    raised = self._observe(item)
+                self._done(item, raised)
+        finally:
+            self._draining = False
 
-    # -- the worker ------------------------------------------------------------------------
-    def _observe(self, item: _Item) -> None:
+    def _observe(self, item: _Item) -> list[dict[str, Any]]:
         key_id, model, x, probs, request_id = item
         try:
             raised = [alert_dict(a) for a in self.monitor.observe(key_id, model, x, probs)]
+            for alert in raised:
+                alert["request_id"] = request_id
             if raised:
-                for alert in raised:
-                    alert["request_id"] = request_id
                 self.on_alerts(key_id, model, request_id, raised)
-                with self._lock:
-                    kept = self._undelivered.setdefault(key_id, [])
-                    kept.extend(raised)
-                    del kept[: max(0, len(kept) - self.max_undelivered)]
+            return raised
         except Exception:
             logger.exception("extraction monitor failed on a batch (request %s)", request_id)
-        finally:
-            with self._lock:
-                left = self._pending.get(key_id, 1) - 1
-                if left > 0:
-                    self._pending[key_id] = left
-                    waiters = []
-                else:
-                    self._pending.pop(key_id, None)
-                    waiters = self._waiters.pop(key_id, [])
-                    self._idle.notify_all()
-            for loop, future in waiters:
-                loop.call_soon_threadsafe(_settle, future)
+            return []
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            self._observe(item)
+    def _done(self, item: _Item, raised: list[dict[str, Any]]) -> None:
+        key_id = item[0]
+        if raised:
+            kept = self._undelivered.setdefault(key_id, [])
+            kept.extend(raised)
+            del kept[: max(0, len(kept) - self.max_undelivered)]
+        left = self._pending.get(key_id, 1) - 1
+        if left > 0:
+            self._pending[key_id] = left
+            return
+        self._pending.pop(key_id, None)
+        for future in self._waiters.pop(key_id, []):
+            if not future.done():
+                future.set_result(None)
 
-    def close(self, timeout_s: float = 30.0) -> None:
-        """Observe what is queued, then stop the worker."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(timeout=timeout_s)
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+    def close(self) -> None:
+        """Observe whatever is still queued (shutdown; no event loop needed)."""
+        while self._queue:
+            item = self._queue.popleft()
+            self._done(item, self._observe(item))
