@@ -439,3 +439,43 @@ def test_in_process_limits_start_no_timer_threads() -> None:
         assert limits.hit("k", "m").allowed
         assert limits.charge_quota("k", "m").allowed
     assert threading.active_count() <= before + 1  # limits' constructor starts one timer
+
+
+@pytest.mark.parametrize("strategy", ["fixed-window", "moving-window"])
+def test_awaited_rate_limits_count_with_the_synchronous_ones(
+    limits_url: str, strategy: str
+) -> None:
+    """The gateway's coroutine and the synchronous call share one count (same keys, same rules)."""
+    import asyncio
+
+    limits = _limits(
+        limits_url,
+        "t" + uuid.uuid4().hex,
+        strategy=strategy,
+        per_key_model=("100/second", "3/minute"),
+        throttle="2/minute",
+    )
+
+    async def run() -> list[Any]:
+        try:
+            return [await limits.ahit("k", "m", throttled=i >= 2) for i in range(4)]
+        finally:
+            await limits.aclose()
+
+    assert limits.hit("k", "m").allowed  # 1 of 3 per minute
+    first, second, refused, _ = asyncio.run(run())
+    assert first.allowed and second.allowed  # 2 and 3 of 3
+    assert not refused.allowed and refused.reason == "rate_limit"  # 3/minute before the throttle
+    assert 1 <= refused.retry_after_s <= 60
+    assert not limits.hit("k", "m").allowed
+
+    other = _limits(limits_url, "t" + uuid.uuid4().hex, strategy=strategy, throttle="1/minute")
+
+    async def throttled() -> list[Any]:
+        try:
+            return [await other.ahit("k", "m", throttled=True) for _ in range(2)]
+        finally:
+            await other.aclose()
+
+    allowed, refused = asyncio.run(throttled())
+    assert allowed.allowed and not refused.allowed and refused.reason == "throttled"

@@ -141,6 +141,6 @@ class Gateway:
         """Flush the audit log and close database connections."""
         if self.observer is not None:
             self.observer.close()
-        self.keys.stop_invalidation()
+        self.keys.close()
         self.audit.close()
         self.db.dispose()

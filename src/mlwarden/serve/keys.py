@@ -136,6 +136,8 @@ class KeyStore:
         self.db = db
         self.table = db.tables.keys
         self.channel = f"{self.table.name}_changed"
+        self._local = threading.local()  # SQLite: each thread's own read connection
+        self._own_connections: list[Any] = []
         self._cache: dict[str, tuple[Any, ...]] = {}
         self._generation = 0  # bumped by every invalidation (a read across one is not cached)
         self._listening = threading.Event()
@@ -160,16 +162,31 @@ class KeyStore:
         )
 
     def _fetch(self, key_id: str) -> tuple[Any, ...] | None:
-        """One primary-key read on the driver connection (the per-request hot path)."""
-        ph = "?" if self.db.is_sqlite else "%s"
+        """One primary-key read on the driver connection (the per-request hot path).
+
+        On SQLite each thread keeps one driver connection of its own for these reads (a pool
+        checkout cost more than the read); on PostgreSQL the pool lends one per read.
+        """
+        if self.db.is_sqlite:
+            raw = getattr(self._local, "raw", None)
+            if raw is None:
+                raw = self._local.raw = self.db.reader.raw_connection()
+                raw.detach()  # kept by this thread; the pool no longer counts it
+                self._own_connections.append(raw)
+            cursor = raw.cursor()
+            try:
+                cursor.execute(self._sql, (key_id,))
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+            return None if row is None else tuple(row)
         raw = self.db.reader.raw_connection()
         try:
             cursor = raw.cursor()
-            cursor.execute(self._sql.replace("?", ph), (key_id,))
+            cursor.execute(self._sql.replace("?", "%s"), (key_id,))
             row = cursor.fetchone()
             cursor.close()
-            if not self.db.is_sqlite:
-                raw.rollback()  # end the read transaction psycopg opened
+            raw.rollback()  # end the read transaction psycopg opened
         finally:
             raw.close()
         return None if row is None else tuple(row)
@@ -225,6 +242,14 @@ class KeyStore:
         self._stop.clear()
         self._listener = threading.Thread(target=self._listen, name="mlwarden-keys", daemon=True)
         self._listener.start()
+
+    def close(self) -> None:
+        """Stop the listener and close the per-thread read connections."""
+        self.stop_invalidation()
+        for raw in self._own_connections:
+            raw.close()
+        self._own_connections.clear()
+        self._local = threading.local()
 
     def stop_invalidation(self) -> None:
         """Stop the listener and the cache."""
