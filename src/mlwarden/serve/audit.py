@@ -28,6 +28,7 @@ Either way a response is never sent before its audit entry is committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -136,6 +137,18 @@ class ChainVerification:
 
 
 _Callback = Callable[[BaseException | None], None]
+#: who waits for an entry: a callback (any thread) or a future of an event loop
+_Waiter = _Callback | tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+
+def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():  # its request was cancelled meanwhile
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 class AuditLog:
@@ -153,7 +166,7 @@ class AuditLog:
         self.table = db.tables.audit
         self.head = db.tables.audit_head
         self.batch_max = batch_max
-        self._queue: queue.Queue[tuple[AuditEntry, _Callback] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[AuditEntry, _Waiter] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         #: inline mode: entries waiting for this loop turn's commit, by event loop
@@ -239,8 +252,17 @@ class AuditLog:
             except Exception as exc:  # reported to every waiting request, which fails closed
                 logger.error("audit append failed: %s", exc.__class__.__name__)
                 error = exc
-            for _, callback in batch:
-                callback(error)
+            # one wake-up per event loop for the whole batch, not one per entry
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+            for _, waiter in batch:
+                if isinstance(waiter, tuple):
+                    by_loop.setdefault(waiter[0], []).append(waiter[1])
+                else:
+                    waiter(error)
+            for loop, futures in by_loop.items():
+                # a closed loop raises RuntimeError: nobody waits there any more
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle_all, futures, error)
             if stop:
                 return
 
@@ -290,19 +312,7 @@ class AuditLog:
             await future
             return
         self.start()
-
-        def done(error: BaseException | None) -> None:
-            def settle() -> None:
-                if future.done():
-                    return
-                if error is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(error)
-
-            loop.call_soon_threadsafe(settle)
-
-        self._queue.put((entry, done))
+        self._queue.put((entry, (loop, future)))
         await future
 
     def _commit_ready(self, loop: asyncio.AbstractEventLoop) -> None:
