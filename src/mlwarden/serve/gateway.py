@@ -7,6 +7,7 @@ from one :class:`~mlwarden.serve.config.GatewayConfig`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any, Protocol
@@ -84,6 +85,8 @@ class Gateway:
         self.audit = AuditLog(self.db, batch_max=config.audit.batch_max, mode=config.audit.mode)
         self.authz = Authorizer(config)
         self.limits = RateLimits(config.rate_limits)
+        #: tasks the event loop runs after a response (quota charges on Redis); strong refs
+        self.background: set[asyncio.Task[None]] = set()
         self.metrics = GatewayMetrics()
         self.models: dict[str, ServedModel] = {}
         for name, model_config in config.models.items():
@@ -134,7 +137,9 @@ class Gateway:
             post_alerts(self.config.monitor.webhook_url, alerts)
 
     async def aclose(self) -> None:
-        """Close what the event loop opened (asyncio Redis connections)."""
+        """Finish the background work (quota charges), close the asyncio Redis connections."""
+        if self.background:
+            await asyncio.wait(set(self.background), timeout=10.0)
         await self.limits.aclose()
 
     def close(self) -> None:

@@ -243,6 +243,11 @@ class RateLimits:
             self._settle = self._redis.register_script(_SETTLE_LUA)
         self._aio: _AsyncRedis | None = None
 
+    @property
+    def remote(self) -> bool:
+        """Whether the counters live in another process (Redis): each call is a round trip."""
+        return self._redis is not None
+
     def _key(self, key: str) -> str:
         """The storage's own name for ``key`` (Redis prefixes every key)."""
         return str(cast(Any, self.storage).prefixed_key(key)) if self._redis is not None else key
