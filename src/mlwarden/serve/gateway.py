@@ -95,7 +95,7 @@ class Gateway:
             else:
                 self.models[name] = load_served_model(model_config, scan=config.scan_models)
         self.monitor = monitor if monitor is not None else build_monitor(config)
-        #: the monitor's worker thread (statistics off the request path), when there is a monitor
+        #: runs the monitor after each response (statistics off the request path)
         self.observer = (
             MonitorRunner(self.monitor, self.apply_alerts) if self.monitor is not None else None
         )
@@ -105,8 +105,9 @@ class Gateway:
     ) -> None:
         """One batch's alerts: counted, audited as their own entry, acted on, posted.
 
-        Runs in the monitor's worker thread. The key's restriction is written before the
-        batch counts as observed, so the key's next request (which waits for that) sees it.
+        Runs on the event loop after the response (in the threadpool for large batches). The
+        key's restriction is written before the batch counts as observed, so the key's next
+        request (which waits for that) sees it.
         """
         for alert in alerts:
             self.metrics.alerts.labels(str(alert.get("kind", "unknown"))[:64]).inc()

@@ -8,8 +8,10 @@ ends in the audit log, whatever its outcome, see :mod:`~mlwarden.serve.middlewar
     -> key restriction "block" (403) -> rate limit per request (429, Retry-After)
     -> body size, streamed (413) -> JSON + shape/dtype/range/batch (422)
     -> daily quota reserved, one query per input (429, Retry-After) -> detectors (422 / flag)
-    -> model -> batch queued for the extraction monitor (its worker thread audits alerts and
-    throttles / degrades / blocks the key for its next requests) -> output policy -> audit entry committed -> quota reservation charged -> response sent
+    -> model -> batch queued for the extraction monitor -> output policy
+    -> audit entry committed -> quota reservation charged (on Redis, after the response)
+    -> response sent -> the monitor observes the batch (audits alerts; throttles, degrades or
+    blocks the key for its next requests)
 """
 
 from __future__ import annotations
