@@ -773,3 +773,18 @@ def test_no_answer_leaves_without_its_audit_entry(
         "detail": "the audit log is unavailable",
     }
     assert "probabilities" not in response.text  # the model's answer was withheld
+
+
+def test_predict_answers_other_methods_405_and_stays_in_the_openapi_document(
+    make_gateway: Any,
+) -> None:
+    """Predict is served by a plain Starlette route (POST only); FastAPI keeps the rest."""
+    app = make_gateway(docs=True)
+    key = _key(app)
+    with GatewayClient(app) as client:
+        assert _predict(client, key).status_code == 200
+        wrong = client.get("/v1/models/digits/predict", headers={"Authorization": f"Bearer {key}"})
+        paths = client.get("/openapi.json").json()["paths"]
+    assert wrong.status_code == 405 and wrong.json() == {"detail": "Method Not Allowed"}
+    assert "requestBody" in paths["/v1/models/{name}/predict"]["post"]
+    assert 405 in {r["status"] for r in _rows(app)}  # audited like any other answer

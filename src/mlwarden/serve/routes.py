@@ -24,6 +24,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from mlwarden.models.output_policy import OutputPolicy
 from mlwarden.serve.authz import effective_output
@@ -36,6 +38,16 @@ from mlwarden.serve.middleware import request_context
 from mlwarden.serve.validation import InvalidInput, PayloadTooLarge, parse_inputs, read_body
 
 __all__ = ["Problem", "add_routes"]
+
+
+class _PostOnlyRoute(Route):
+    """A plain Starlette route that matches POST only (other methods fall through)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope.get("method") != "POST":
+            return Match.NONE, {}
+        return super().matches(scope)
+
 
 _ID_PROBES = frozenset({"unknown_key", "wrong_secret"})
 
@@ -325,3 +337,13 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
         else:
             content = await run_in_threadpool(timed_infer)
         return JSONResponse(content)
+
+    async def predict_route(request: Request) -> JSONResponse:
+        return await predict(request.path_params["name"], request)
+
+    # The same handler as a plain Starlette route, matched first for POST: FastAPI's per-request
+    # parameter resolution (solve_dependencies) cost more than the gateway's own checks. The
+    # FastAPI route above stays for the OpenAPI document and answers other methods (405).
+    app.router.routes.insert(
+        0, _PostOnlyRoute("/v1/models/{name}/predict", predict_route, methods=["POST"])
+    )
