@@ -99,6 +99,7 @@ class MonitorRunner:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._undelivered: dict[str, list[dict[str, Any]]] = {}
         self._draining = False
+        self._task: asyncio.Task[None] | None = None
 
     # -- the request side ------------------------------------------------------------------
     def submit(
@@ -112,7 +113,7 @@ class MonitorRunner:
         """Observe what is queued, from the next loop turn on (called once a response is sent)."""
         if self._queue and not self._draining:
             self._draining = True
-            asyncio.get_running_loop().create_task(self._drain())
+            self._task = asyncio.get_running_loop().create_task(self._drain())  # kept alive
 
     def pending(self, key_id: str) -> int:
         """Batches of ``key_id`` submitted and not yet observed."""
