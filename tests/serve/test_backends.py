@@ -117,6 +117,45 @@ def test_revocation_and_expiry_apply_to_the_next_lookup(db: Database) -> None:
     other_replica.db.dispose()
 
 
+@pytest.mark.postgres
+def test_cached_key_records_are_dropped_on_revocation_by_another_process() -> None:
+    from serve.helpers import POSTGRES_URL, require_server
+
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    prefix = "t" + uuid.uuid4().hex[:10] + "_"
+    cli, gateway = KeyStore(Database(POSTGRES_URL, prefix=prefix)), None
+    try:
+        gateway = KeyStore(Database(POSTGRES_URL, prefix=prefix))
+        gateway.start_invalidation()
+        assert gateway.wait_until_caching(10.0)
+        record, key = cli.create("analyst")
+        reads: list[str] = []
+        fetch = gateway._fetch
+
+        def counted(key_id: str) -> Any:
+            reads.append(key_id)
+            return fetch(key_id)
+
+        gateway._fetch = counted  # type: ignore[method-assign]
+        for _ in range(5):
+            assert gateway.authenticate(key).key_id == record.key_id
+        assert len(reads) == 1  # one database read, then the cache
+        gateway.restrict(record.key_id, "throttle")  # this process: applies to the next lookup
+        assert gateway.authenticate(key).restriction == "throttle"
+        gateway.invalidated.clear()
+        cli.revoke(record.key_id)  # another process (mlwarden keys revoke, another replica)
+        assert gateway.invalidated.wait(10.0)
+        with pytest.raises(AuthFailure, match="revoked_key"):
+            gateway.authenticate(key)
+    finally:
+        if gateway is not None:
+            gateway.stop_invalidation()
+            assert not gateway.caching
+            gateway.db.dispose()
+        cli.db.tables.metadata.drop_all(cli.db.writer)
+        cli.db.dispose()
+
+
 def test_restrictions_only_ever_tighten(db: Database) -> None:
     store = KeyStore(db)
     record, _ = store.create("analyst")
@@ -250,8 +289,8 @@ def test_appends_from_the_event_loop_inline_or_grouped(db: Database, mode: str) 
     asyncio.run(many())
     log.close()
     assert log.count() == 100 and log.verify().ok
-    if mode == "inline":
-        assert log.commits == 100
+    if mode == "inline":  # the 100 entries ready in one loop turn: ceil(100 / 16) commits
+        assert log.commits == 7
     else:  # 100 entries queued at once are written in a few batches of at most 16
         assert 7 <= log.commits <= 50
 
@@ -336,3 +375,107 @@ def test_unknown_storage_is_a_config_error() -> None:
         _limits("nosuch://x", "p")
     with pytest.raises(ConfigError, match="not supported"):
         Database("mysql://x/y")
+
+
+def test_async_quota_path_admits_exactly_q_across_two_limiters(limits_url: str) -> None:
+    """The coroutines the gateway awaits keep the exact-quota guarantee (two replicas on Redis)."""
+    import asyncio
+
+    prefix = "t" + uuid.uuid4().hex
+    limiters = [_limits(limits_url, prefix, daily_quota=23) for _ in range(2)]
+    if not limits_url.startswith("redis"):
+        limiters = limiters[:1]
+
+    async def one(i: int) -> bool:
+        limits = limiters[i % len(limiters)]
+        decision, lease = await limits.areserve_quota("k", "m", 1)
+        if lease is not None:
+            await limits.aconfirm_quota(lease)
+        return decision.allowed
+
+    async def run() -> list[bool]:
+        try:
+            assert (await limiters[0].ahit("k", "m")).allowed
+            admitted = list(await asyncio.gather(*(one(i) for i in range(60))))
+            refused, _ = await limiters[-1].areserve_quota("k", "m", 1)
+            return [*admitted, refused.allowed]
+        finally:
+            for limits in limiters:
+                await limits.aclose()
+
+    *admitted, last = asyncio.run(run())
+    assert sum(admitted) == 23 and not last
+    assert limiters[0].remaining_quota("k", "m") == 0
+
+
+@pytest.mark.redis
+def test_redis_reservation_and_confirmation_are_one_round_trip_each() -> None:
+    from serve.helpers import REDIS_URL, require_server
+
+    require_server("Redis", "127.0.0.1", 6379)
+    limits = _limits(REDIS_URL, "t" + uuid.uuid4().hex, daily_quota=5)
+    client = limits.storage.storage  # type: ignore[attr-defined]
+    calls: list[str] = []
+    original = client.execute_command
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(str(args[0]))
+        return original(*args, **kwargs)
+
+    client.execute_command = counted
+    limits.reserve_quota("k", "m", 1)  # warms the script cache (EVALSHA, maybe SCRIPT LOAD)
+    calls.clear()
+    decision, lease = limits.reserve_quota("k", "m", 2)
+    assert decision.allowed and lease is not None and calls == ["EVALSHA"]
+    limits.confirm_quota(lease)
+    assert calls == ["EVALSHA", "EVALSHA"]
+    assert limits.remaining_quota("k", "m") == 2  # 1 still pending + 2 charged of 5
+
+
+def test_in_process_limits_start_no_timer_threads() -> None:
+    before = threading.active_count()
+    limits = _limits("memory://", "p", per_key_model=("1000/second",), daily_quota=10_000)
+    for _ in range(200):
+        assert limits.hit("k", "m").allowed
+        assert limits.charge_quota("k", "m").allowed
+    assert threading.active_count() <= before + 1  # limits' constructor starts one timer
+
+
+@pytest.mark.parametrize("strategy", ["fixed-window", "moving-window"])
+def test_awaited_rate_limits_count_with_the_synchronous_ones(
+    limits_url: str, strategy: str
+) -> None:
+    """The gateway's coroutine and the synchronous call share one count (same keys, same rules)."""
+    import asyncio
+
+    limits = _limits(
+        limits_url,
+        "t" + uuid.uuid4().hex,
+        strategy=strategy,
+        per_key_model=("100/second", "3/minute"),
+        throttle="2/minute",
+    )
+
+    async def run() -> list[Any]:
+        try:
+            return [await limits.ahit("k", "m", throttled=i >= 2) for i in range(4)]
+        finally:
+            await limits.aclose()
+
+    assert limits.hit("k", "m").allowed  # 1 of 3 per minute
+    first, second, refused, _ = asyncio.run(run())
+    assert first.allowed and second.allowed  # 2 and 3 of 3
+    assert not refused.allowed and refused.reason == "rate_limit"  # 3/minute before the throttle
+    assert 1 <= refused.retry_after_s <= 60
+    assert not limits.hit("k", "m").allowed
+
+    other = _limits(limits_url, "t" + uuid.uuid4().hex, strategy=strategy, throttle="1/minute")
+
+    async def throttled() -> list[Any]:
+        try:
+            return [await other.ahit("k", "m", throttled=True) for _ in range(2)]
+        finally:
+            await other.aclose()
+
+    allowed, refused = asyncio.run(throttled())
+    assert allowed.allowed and not refused.allowed and refused.reason == "throttled"

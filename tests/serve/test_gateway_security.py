@@ -408,9 +408,10 @@ class _BlockingMonitor:
         return []
 
 
-def test_monitor_alert_is_audited_and_its_action_blocks_the_key(
+def test_monitor_alert_is_audited_and_its_action_blocks_the_keys_next_request(
     tmp_path: Path, tiny_classifier: Any
 ) -> None:
+    """The monitor runs after the answer; the alert's action applies from the next request on."""
     from mlwarden.serve.app import create_app
     from mlwarden.serve.config import gateway_config_from_dict
     from serve.helpers import config_dict
@@ -424,12 +425,40 @@ def test_monitor_alert_is_audited_and_its_action_blocks_the_key(
     with GatewayClient(app) as client:
         first, second, third = (_predict(client, key) for _ in range(3))
     assert first.status_code == 200 and first.json()["alerts"] == []
-    assert second.status_code == 200 and second.json()["alerts"][0]["kind"] == "prada"
-    assert "labels" in second.json()["outputs"]  # a blocking alert already degrades this answer
+    # the second batch raised the alert after its answer; the third request waited for that
+    # observation and found the key blocked
+    assert second.status_code == 200 and "probabilities" in second.json()["outputs"]
     assert third.status_code == 403 and third.json()["error"] == "key_blocked"
     rows = _rows(app)
-    assert json.loads(rows[1]["alerts"])[0]["kind"] == "prada"
+    (alert_row,) = [r for r in rows if r["action"] == "monitor"]
+    assert json.loads(alert_row["alerts"])[0]["kind"] == "prada"
+    assert alert_row["decision"] == "alert" and alert_row["reason"] == "prada -> block"
+    assert alert_row["client_request_id"] == second.headers["x-request-id"]
     assert app.state.gateway.keys.get(key.split("_")[1]).restriction == "block"
+    app.state.gateway.close()
+
+
+def test_a_keys_alerts_come_back_in_its_next_answer(tmp_path: Path, tiny_classifier: Any) -> None:
+    from mlwarden.serve.app import create_app
+    from mlwarden.serve.config import gateway_config_from_dict
+    from serve.helpers import config_dict
+
+    raw = config_dict(f"sqlite:///{tmp_path}/monitor.db")
+    raw["monitor"] = {"action": "none"}
+    app = create_app(
+        gateway_config_from_dict(raw),
+        models={"digits": tiny_classifier, "other-model": tiny_classifier},
+        monitor=_BlockingMonitor(),
+    )
+    key = _key(app)
+    with GatewayClient(app) as client:
+        answers = [_predict(client, key) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200] * 4
+    assert [len(a.json()["alerts"]) for a in answers] == [0, 0, 1, 0]
+    carried = answers[2].json()["alerts"][0]
+    assert (
+        carried["kind"] == "prada" and carried["request_id"] == answers[1].headers["x-request-id"]
+    )
     app.state.gateway.close()
 
 
@@ -744,3 +773,18 @@ def test_no_answer_leaves_without_its_audit_entry(
         "detail": "the audit log is unavailable",
     }
     assert "probabilities" not in response.text  # the model's answer was withheld
+
+
+def test_predict_answers_other_methods_405_and_stays_in_the_openapi_document(
+    make_gateway: Any,
+) -> None:
+    """Predict is served by a plain Starlette route (POST only); FastAPI keeps the rest."""
+    app = make_gateway(docs=True)
+    key = _key(app)
+    with GatewayClient(app) as client:
+        assert _predict(client, key).status_code == 200
+        wrong = client.get("/v1/models/digits/predict", headers={"Authorization": f"Bearer {key}"})
+        paths = client.get("/openapi.json").json()["paths"]
+    assert wrong.status_code == 405 and wrong.json() == {"detail": "Method Not Allowed"}
+    assert "requestBody" in paths["/v1/models/{name}/predict"]["post"]
+    assert 405 in {r["status"] for r in _rows(app)}  # audited like any other answer

@@ -217,3 +217,28 @@ def test_a_reference_of_another_input_size_is_skipped_not_an_error(digits) -> No
     assert "out_of_distribution" not in {a.kind for a in alerts}
     assert monitor.state("key", "tabular")["ood_share"] is None
     assert monitor.state("key", "tabular")["queries"] == 100
+
+
+def test_shapiro_wilk_runs_every_test_every_queries_after_the_window_fills(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The test's cadence holds on long streams (it once ran on every query past the window)."""
+    import mlwarden.serve.monitor as monitor_module
+
+    calls: list[int] = []
+    real = monitor_module._shapiro_w
+
+    def counted(distances: np.ndarray) -> float:
+        calls.append(len(distances))
+        return real(distances)
+
+    monkeypatch.setattr(monitor_module, "_shapiro_w", counted)
+    config = MonitorConfig.from_dict(
+        {"prada_window": 100, "prada_min_queries": 50, "prada_test_every": 10, "prada_delta": 0.0}
+    )
+    monitor = ExtractionMonitor(config)
+    rng = np.random.default_rng(0)
+    x = rng.random((600, 1, 8, 8)).astype(np.float32)
+    monitor.observe("key", "digits", x, np.full((600, 2), 0.5, dtype=np.float32))
+    # 599 distances (the first query of a class starts its growing set); tests at 50, 60, ... 590
+    assert len(calls) == 55 and max(calls) == 100

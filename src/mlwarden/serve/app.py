@@ -109,6 +109,7 @@ def create_app(
             yield
         finally:
             server_log.removeHandler(recorder)
+            await gateway.aclose()
             gateway.close()
 
     docs = config.docs
@@ -122,6 +123,9 @@ def create_app(
         docs_url="/docs" if docs else None,
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
+        # FastAPI's OpenTelemetry hooks check the global providers on every request; the gateway
+        # exports Prometheus metrics and its own audit log instead
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         title="mlwarden gateway",
         version=__version__,
         description="A defended inference gateway: API keys, roles, rate limits, output "

@@ -18,13 +18,17 @@ Appends are serialised so replicas sharing a database keep one chain without for
 transaction first locks the head row (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN
 IMMEDIATE`` on SQLite), appends, moves the head and commits. On PostgreSQL a writer thread takes
 every entry waiting in its queue into one such transaction (group commit) and only then wakes the
-requests whose entries it wrote; on SQLite the commit (about 0.1 ms in WAL mode) runs inline in
-the request. Either way a response is never sent before its audit entry is committed.
+requests whose entries it wrote; on SQLite the commit (about 0.1 ms in WAL mode) runs inline on
+the event loop, and the entries of every request that reached its commit in the same loop
+iteration share one transaction (at most ``batch_max``): under concurrent load one BEGIN, head
+read, head update and COMMIT serve many requests, and a lone request pays one loop turn more.
+Either way a response is never sent before its audit entry is committed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -133,6 +137,18 @@ class ChainVerification:
 
 
 _Callback = Callable[[BaseException | None], None]
+#: who waits for an entry: a callback (any thread) or a future of an event loop
+_Waiter = _Callback | tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+
+def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():  # its request was cancelled meanwhile
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 class AuditLog:
@@ -150,9 +166,12 @@ class AuditLog:
         self.table = db.tables.audit
         self.head = db.tables.audit_head
         self.batch_max = batch_max
-        self._queue: queue.Queue[tuple[AuditEntry, _Callback] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[AuditEntry, _Waiter] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: inline mode: entries waiting for this loop turn's commit, by event loop
+        self._ready: dict[asyncio.AbstractEventLoop, list[tuple[AuditEntry, asyncio.Future[None]]]]
+        self._ready = {}
 
     # -- writing -----------------------------------------------------------------------------
     def append_many(self, entries: list[AuditEntry]) -> list[int]:
@@ -233,8 +252,17 @@ class AuditLog:
             except Exception as exc:  # reported to every waiting request, which fails closed
                 logger.error("audit append failed: %s", exc.__class__.__name__)
                 error = exc
-            for _, callback in batch:
-                callback(error)
+            # one wake-up per event loop for the whole batch, not one per entry
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+            for _, waiter in batch:
+                if isinstance(waiter, tuple):
+                    by_loop.setdefault(waiter[0], []).append(waiter[1])
+                else:
+                    waiter(error)
+            for loop, futures in by_loop.items():
+                # a closed loop raises RuntimeError: nobody waits there any more
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle_all, futures, error)
             if stop:
                 return
 
@@ -274,26 +302,37 @@ class AuditLog:
         Exception
             Whatever the commit raised (the caller must not acknowledge the request).
         """
-        if self.inline:
-            self.append(entry)
-            return
-        self.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        if self.inline:
+            ready = self._ready.setdefault(loop, [])
+            ready.append((entry, future))
+            if len(ready) == 1:  # the first of this turn schedules the commit after the others
+                loop.call_soon(self._commit_ready, loop)
+            await future
+            return
+        self.start()
+        self._queue.put((entry, (loop, future)))
+        await future
 
-        def done(error: BaseException | None) -> None:
-            def settle() -> None:
-                if future.done():
-                    return
+    def _commit_ready(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit the entries queued on ``loop`` this turn, ``batch_max`` per transaction."""
+        ready = self._ready.pop(loop, [])
+        for start in range(0, len(ready), self.batch_max):
+            batch = ready[start : start + self.batch_max]
+            error: BaseException | None = None
+            try:
+                self.append_many([entry for entry, _ in batch])
+            except Exception as exc:  # every waiting request fails closed (503)
+                logger.error("audit append failed: %s", exc.__class__.__name__)
+                error = exc
+            for _, future in batch:
+                if future.done():  # its request was cancelled meanwhile
+                    continue
                 if error is None:
                     future.set_result(None)
                 else:
                     future.set_exception(error)
-
-            loop.call_soon_threadsafe(settle)
-
-        self._queue.put((entry, done))
-        await future
 
     # -- reading -----------------------------------------------------------------------------
     def rows(self, *, after_seq: int = 0, batch: int = 2000) -> Iterator[dict[str, Any]]:

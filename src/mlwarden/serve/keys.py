@@ -8,16 +8,25 @@ secrets, and a deliberately slow hash on every request would cost tens of millis
 an attacker a cheap CPU-exhaustion lever. The stored digest is compared with
 :func:`hmac.compare_digest`.
 
-Every request looks its key up by ``id`` (a primary-key read) instead of caching it, so a
-revocation, expiry or monitor restriction written by any replica applies to the very next request.
+Key lookups. On SQLite every request reads its key by ``id`` (a primary-key read in the
+process, about 30 µs). On PostgreSQL that read is a network round trip, so the gateway caches
+key records (:meth:`KeyStore.start_invalidation`): every revocation, restriction or lifted
+restriction, written by any replica or by ``mlwarden keys``, sends ``NOTIFY <prefix>keys`` with
+the key id in the same transaction, and a listener thread drops that id from every gateway's
+cache as the notification arrives. While the listener is not connected (start-up, a lost
+connection) the cache is bypassed and emptied, so a missed notification can never leave a
+revoked key cached; a record read while an invalidation arrived is not cached. Expiry is checked
+against the clock at every use, cached or not.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,6 +37,8 @@ import sqlalchemy as sa
 from mlwarden.errors import ConfigError
 from mlwarden.serve.db import Database
 from mlwarden.serve.restriction import Restriction
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "KEY_PATTERN",
@@ -118,9 +129,22 @@ def _digest(secret: str) -> str:
 class KeyStore:
     """Create, list, revoke, restrict and authenticate API keys in a :class:`Database`."""
 
+    #: most records a cache holds (it is emptied when full)
+    CACHE_MAX = 100_000
+
     def __init__(self, db: Database) -> None:
         self.db = db
         self.table = db.tables.keys
+        self.channel = f"{self.table.name}_changed"
+        self._local = threading.local()  # SQLite: each thread's own read connection
+        self._own_connections: list[Any] = []
+        self._cache: dict[str, tuple[Any, ...]] = {}
+        self._generation = 0  # bumped by every invalidation (a read across one is not cached)
+        self._listening = threading.Event()
+        self._stop = threading.Event()
+        self._listener: threading.Thread | None = None
+        #: set by the listener after each invalidation it applied (tests wait on it)
+        self.invalidated = threading.Event()
         c = self.table.c
         self._lookup = sa.select(
             c.key_id,
@@ -138,19 +162,124 @@ class KeyStore:
         )
 
     def _fetch(self, key_id: str) -> tuple[Any, ...] | None:
-        """One primary-key read on the driver connection (the per-request hot path)."""
-        ph = "?" if self.db.is_sqlite else "%s"
+        """One primary-key read on the driver connection (the per-request hot path).
+
+        On SQLite each thread keeps one driver connection of its own for these reads (a pool
+        checkout cost more than the read); on PostgreSQL the pool lends one per read.
+        """
+        if self.db.is_sqlite:
+            raw = getattr(self._local, "raw", None)
+            if raw is None:
+                raw = self._local.raw = self.db.reader.raw_connection()
+                raw.detach()  # kept by this thread; the pool no longer counts it
+                self._own_connections.append(raw)
+            cursor = raw.cursor()
+            try:
+                cursor.execute(self._sql, (key_id,))
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+            return None if row is None else tuple(row)
         raw = self.db.reader.raw_connection()
         try:
             cursor = raw.cursor()
-            cursor.execute(self._sql.replace("?", ph), (key_id,))
+            cursor.execute(self._sql.replace("?", "%s"), (key_id,))
             row = cursor.fetchone()
             cursor.close()
-            if not self.db.is_sqlite:
-                raw.rollback()  # end the read transaction psycopg opened
+            raw.rollback()  # end the read transaction psycopg opened
         finally:
             raw.close()
         return None if row is None else tuple(row)
+
+    # -- the cache (PostgreSQL) ------------------------------------------------------------------
+    def _invalidate(self, key_id: str | None) -> None:
+        """Drop ``key_id`` (``None``: everything) from this process's cache."""
+        self._generation += 1
+        if key_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(key_id, None)
+
+    def _notify(self, conn: sa.Connection, key_id: str) -> None:
+        """Tell every gateway's listener, in the writing transaction, that ``key_id`` changed.
+
+        The writer calls :meth:`_invalidate` itself once the transaction is committed.
+        """
+        if not self.db.is_sqlite:
+            conn.execute(
+                sa.text("SELECT pg_notify(:ch, :kid)"), {"ch": self.channel, "kid": key_id}
+            )
+
+    def _listen(self) -> None:
+        import psycopg
+
+        url = sa.engine.make_url(self.db.url).set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {self.channel}")
+                    self._invalidate(None)  # whatever was missed while not listening
+                    self._listening.set()
+                    backoff = 0.1
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            self._invalidate(note.payload or None)
+                            self.invalidated.set()
+            except Exception as exc:  # reconnect; meanwhile every lookup reads the database
+                logger.warning("key cache listener: %s; retrying", exc.__class__.__name__)
+            finally:
+                self._listening.clear()
+                self._invalidate(None)
+            self._stop.wait(backoff)
+            backoff = min(5.0, backoff * 2)
+
+    def start_invalidation(self) -> None:
+        """Cache key records, invalidated by ``NOTIFY`` (PostgreSQL; a no-op on SQLite)."""
+        if self.db.is_sqlite or self._listener is not None:
+            return
+        self._stop.clear()
+        self._listener = threading.Thread(target=self._listen, name="mlwarden-keys", daemon=True)
+        self._listener.start()
+
+    def close(self) -> None:
+        """Stop the listener and close the per-thread read connections."""
+        self.stop_invalidation()
+        for raw in self._own_connections:
+            raw.close()
+        self._own_connections.clear()
+        self._local = threading.local()
+
+    def stop_invalidation(self) -> None:
+        """Stop the listener and the cache."""
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(timeout=10)
+        self._listener = None
+
+    @property
+    def caching(self) -> bool:
+        """Whether lookups are served from the cache now (the listener is connected)."""
+        return self._listening.is_set()
+
+    def wait_until_caching(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) for the listener to connect; whether it has."""
+        return self._listening.wait(timeout_s)
+
+    def _lookup_row(self, key_id: str) -> tuple[Any, ...] | None:
+        if not self._listening.is_set():
+            return self._fetch(key_id)
+        row = self._cache.get(key_id)
+        if row is not None:
+            return row
+        generation = self._generation
+        row = self._fetch(key_id)
+        if row is not None and generation == self._generation and self._listening.is_set():
+            if len(self._cache) >= self.CACHE_MAX:
+                self._cache.clear()
+            self._cache[key_id] = row
+        return row
 
     def create(
         self, role: str, *, name: str = "", expires_at: float | None = None
@@ -219,6 +348,8 @@ class KeyStore:
                 .where(self.table.c.key_id == key_id, self.table.c.revoked_at.is_(None))
                 .values(revoked_at=time.time())
             )
+            self._notify(conn, key_id)
+        self._invalidate(key_id)
         record = self.get(key_id)
         if record is None:
             raise ConfigError(f"no key with id {key_id!r} (see mlwarden keys list)")
@@ -238,18 +369,20 @@ class KeyStore:
             )
         c = self.table.c
         with self.db.writer.begin() as conn:
+            self._notify(conn, key_id)
             if restriction is None:
                 conn.execute(self.table.update().where(c.key_id == key_id).values(restriction=None))
-                return
             # one conditional UPDATE: on PostgreSQL (READ COMMITTED) a read-then-write could let
             # a replica that read the old value replace another replica's stricter restriction
-            weaker = [r.value for r in Restriction.parse(restriction).weaker()]
-            conn.execute(
-                self.table.update()
-                .where(c.key_id == key_id)
-                .where(sa.or_(c.restriction.is_(None), c.restriction.in_(weaker)))
-                .values(restriction=restriction)
-            )
+            else:
+                weaker = [r.value for r in Restriction.parse(restriction).weaker()]
+                conn.execute(
+                    self.table.update()
+                    .where(c.key_id == key_id)
+                    .where(sa.or_(c.restriction.is_(None), c.restriction.in_(weaker)))
+                    .values(restriction=restriction)
+                )
+        self._invalidate(key_id)
 
     def set_restriction(self, key_id: str, restriction: str | None) -> KeyRecord:
         """An operator sets a key's restriction exactly (``None`` lifts it); the updated record.
@@ -272,6 +405,8 @@ class KeyStore:
                 .where(self.table.c.key_id == key_id)
                 .values(restriction=restriction)
             )
+            self._notify(conn, key_id)
+        self._invalidate(key_id)
         record = self.get(key_id)
         if record is None:
             raise ConfigError(f"no key with id {key_id!r} (see mlwarden keys list)")
@@ -292,7 +427,7 @@ class KeyStore:
         if match is None:
             raise AuthFailure("malformed_key")
         key_id, secret = match.group(1), match.group(2)
-        row = self._fetch(key_id)
+        row = self._lookup_row(key_id)
         if row is None:
             # spend the same comparison as a hit so timing does not tell ids apart
             hmac.compare_digest(_digest(secret), "0" * 64)

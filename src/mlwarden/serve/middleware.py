@@ -10,6 +10,7 @@ model's answer. An unhandled error becomes an audited JSON 500 carrying the requ
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
@@ -116,6 +117,30 @@ class AuditMiddleware:
             ipaddress.ip_network(net, strict=False) for net in gateway.config.trusted_proxies
         )
 
+    def _confirm(self, lease: Any) -> None:
+        """Charge an audited request's quota reservation.
+
+        In-process storage: now. Redis: in a task the response does not wait for. Until it
+        runs the reservation already counts against the quota (pending), so no request can be
+        admitted past it meanwhile; if the process dies first, the reservation expires with its
+        lease and the audited request goes uncharged (the documented failure direction).
+        """
+        limits = self.gateway.limits
+        if not limits.remote:
+            limits.confirm_quota(lease)
+            return
+        task = asyncio.get_running_loop().create_task(limits.aconfirm_quota(lease))
+        self.gateway.background.add(task)
+        task.add_done_callback(self._confirmed)
+
+    def _confirmed(self, task: asyncio.Task[None]) -> None:
+        self.gateway.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "quota confirmation failed (%s); the reservation expires with its lease",
+                type(task.exception()).__name__,
+            )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") == "/healthz":
             await self.app(scope, receive, send)
@@ -163,10 +188,10 @@ class AuditMiddleware:
             except Exception:
                 logger.error("audit log unavailable; answering 503 (request %s)", ctx.request_id)
                 if lease is not None:  # charge only what is audited
-                    self.gateway.limits.release_quota(lease)
+                    await self.gateway.limits.arelease_quota(lease)
                 return False
             if lease is not None:
-                self.gateway.limits.confirm_quota(lease)
+                self._confirm(lease)
             return True
 
         async def send_audited(message: Message) -> None:
@@ -185,6 +210,8 @@ class AuditMiddleware:
 
         try:
             await self.app(scope, receive, send_audited)
+            if self.gateway.observer is not None:  # the answer has left: now the monitor
+                self.gateway.observer.schedule()
         except Exception:
             if state["audited"]:  # the response had started: nothing more can be sent
                 raise

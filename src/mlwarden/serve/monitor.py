@@ -317,6 +317,7 @@ class _Stream:
         self.duplicate = _Ring(config.window, 0, np.bool_)
         self.ood = _Ring(config.window, 0, np.bool_)
         self.prada_distances = _Ring(config.prada_window, 0, np.float64)
+        self.prada_seen = 0  # distances ever added (the ring's count stops at its capacity)
         self.prada_classes: dict[int, _PradaClass] = {}
         self.prada_w: float | None = None
         self.buckets: set[int] = set()
@@ -483,6 +484,7 @@ class ExtractionMonitor:
         d2 = np.einsum("ij,ij->i", grown, grown) + row_sq - 2.0 * grown @ row
         distance = math.sqrt(max(float(d2.min()), 0.0))
         stream.prada_distances.append(distance)
+        stream.prada_seen += 1
         klass.distances.append(distance)
         if len(klass.distances) > cfg.prada_window:
             del klass.distances[: len(klass.distances) - cfg.prada_window]
@@ -490,7 +492,9 @@ class ExtractionMonitor:
             klass.growing.append(row)
             values = np.asarray(klass.distances)
             klass.threshold = max(klass.threshold, float(values.mean() - values.std()))
-        count = stream.prada_distances.count
+        # every prada_test_every distances, counted over the whole stream: the ring's own count
+        # stops at prada_window, and testing on it ran the test on every query from then on
+        count = stream.prada_seen
         if count >= cfg.prada_min_queries and (count % cfg.prada_test_every == 0):
             stream.prada_w = _shapiro_w(stream.prada_distances.values())
 

@@ -18,17 +18,32 @@ counter); when the audit commit fails it *releases* it. A process killed between
 ``quota_lease_s`` (one to two leases), so a crash never spends quota on a request the audit log
 does not hold. The reverse can happen: a process killed after the commit and before the
 confirmation has audited requests that are never charged (at most the requests in flight).
+
+Cost on the request path. On Redis a reservation (increment, read the three counters, give the
+increment back on refusal, the reset time) is one Lua script, and a confirmation (charge, drop
+the reservation) another: one round trip each, atomic in Redis. With the fixed-window strategy
+the request's rate limits (per second, per minute, the throttle) are one script too; the moving
+window goes through ``limits``, one round trip per limit. The gateway calls the ``a``-
+prefixed coroutines (:meth:`RateLimits.ahit`, :meth:`RateLimits.areserve_quota`, ...), which
+on Redis use ``limits``' asyncio storage (``redis.asyncio``), so a round trip never blocks the
+event loop; on ``memory://`` they are the synchronous calls (no I/O). The in-process storage
+expires its counters inline instead of starting a timer thread every 10 ms as ``limits``'
+``MemoryStorage`` does (a thread start per few requests was the largest single cost of the
+embedded gateway's request path).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from limits import RateLimitItem, RateLimitItemPerDay, parse
-from limits.storage import Storage, storage_from_string
+from limits.aio import strategies as aio_strategies
+from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter, RateLimiter
 
 from mlwarden.errors import ConfigError
@@ -55,6 +70,133 @@ class QuotaLease:
     queries: int
 
 
+class InlineExpiryMemoryStorage(MemoryStorage):
+    """``limits``' in-process storage, with expired entries swept inline (no timer thread).
+
+    ``MemoryStorage`` starts a ``threading.Timer`` on every write when its previous one has
+    fired (every 10 ms): under load that is a thread start every few requests. Counters already
+    expire on read (:meth:`get`), so the sweep only bounds memory; here it runs inline on a
+    write at most once a second.
+    """
+
+    SWEEP_EVERY_S = 1.0
+
+    def __init__(self, uri: str | None = None, **options: Any) -> None:
+        super().__init__(uri, **options)
+        self._next_sweep = time.monotonic() + self.SWEEP_EVERY_S
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # overrides the name-mangled hook
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.SWEEP_EVERY_S
+            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+
+
+#: Reserve: add the batch to this lease bucket's pending counter, admit when confirmed plus both
+#: live buckets stay within the quota, else give it back and say when the day's window resets.
+#: KEYS: pending (this bucket), pending (previous bucket), confirmed. ARGV: queries, quota,
+#: pending expiry (s), day (s). Returns {admitted (0/1), seconds until the confirmed key resets}.
+_RESERVE_LUA = """
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+local used = n + tonumber(redis.call('GET', KEYS[2]) or '0')
+  + tonumber(redis.call('GET', KEYS[3]) or '0')
+if used <= tonumber(ARGV[2]) then return {1, 0} end
+redis.call('DECRBY', KEYS[1], ARGV[1])
+local ttl = redis.call('TTL', KEYS[3])
+if ttl < 0 then ttl = tonumber(ARGV[4]) end
+return {0, ttl}
+"""
+#: Fixed-window hits of several limits in one round trip, stopping at the first exhausted one
+#: (as ``limits``' FixedWindowRateLimiter.hit would, item by item, on the same keys).
+#: KEYS: the limits' window keys. ARGV: limit, expiry (s) per key.
+#: Returns {0, 0} when admitted, else {index of the exhausted limit (1-based), seconds to reset}.
+_FIXED_HITS_LUA = """
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCRBY', key, 1)
+  local ttl = redis.call('TTL', key)
+  if ttl == -1 then
+    ttl = tonumber(ARGV[2 * i])
+    redis.call('EXPIRE', key, ttl)
+  end
+  if n > tonumber(ARGV[2 * i - 1]) then return {i, ttl} end
+end
+return {0, 0}
+"""
+#: Confirm (ARGV[1] > 0: charge and drop the reservation) or release (ARGV[1] == 0: drop it).
+#: KEYS: confirmed, pending. ARGV: charge, queries, day (s), pending expiry (s).
+_SETTLE_LUA = """
+if tonumber(ARGV[1]) > 0 then
+  redis.call('INCRBY', KEYS[1], ARGV[1])
+  if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+end
+redis.call('DECRBY', KEYS[2], ARGV[2])
+if redis.call('TTL', KEYS[2]) == -1 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
+return 1
+"""
+
+
+class _AsyncRedis:
+    """``limits``' asyncio Redis storage, its limiters and the scripts, for one event loop.
+
+    Script calls made in the same loop turn (the admissions and charges of concurrent requests)
+    go to Redis together in one pipeline: one round trip and one write for all of them, each
+    still answered on its own. redis-py's per-command cost (about 0.1-0.2 ms of CPU) was the
+    largest part of the replica setup's request path.
+    """
+
+    def __init__(self, uri: str, moving: bool) -> None:
+        from limits.aio.storage import RedisStorage as AsyncRedisStorage
+
+        self.loop = asyncio.get_running_loop()
+        self.storage = AsyncRedisStorage("async+" + uri, implementation="redispy")
+        self.rate: aio_strategies.RateLimiter = (
+            aio_strategies.MovingWindowRateLimiter(self.storage)
+            if moving
+            else aio_strategies.FixedWindowRateLimiter(self.storage)
+        )
+        self.fixed = aio_strategies.FixedWindowRateLimiter(self.storage)
+        self.client: Any = cast(Any, self.storage.bridge).storage  # redis.asyncio.Redis
+        self.reserve = self.client.register_script(_RESERVE_LUA)
+        self.settle = self.client.register_script(_SETTLE_LUA)
+        self.fixed_hits = self.client.register_script(_FIXED_HITS_LUA)
+        self._ready: list[tuple[Any, list[str], list[int], asyncio.Future[Any]]] = []
+
+    async def run(self, script: Any, keys: list[str], args: list[int]) -> Any:
+        """Run ``script``, sent with the other calls of this loop turn in one pipeline."""
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self._ready.append((script, keys, args, future))
+        if len(self._ready) == 1:
+            self.loop.call_soon(self._send)
+        return await future
+
+    def _send(self) -> None:
+        ready, self._ready = self._ready, []
+        self.loop.create_task(self._flush(ready))
+
+    async def _flush(
+        self, ready: list[tuple[Any, list[str], list[int], asyncio.Future[Any]]]
+    ) -> None:
+        try:
+            if len(ready) == 1:
+                script, keys, args, _ = ready[0]
+                answers: list[Any] = [await script(keys=keys, args=args)]
+            else:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for script, keys, args, _ in ready:
+                        await script(keys=keys, args=args, client=pipe)
+                    answers = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # every caller fails (the request answers 500/503)
+            answers = [exc] * len(ready)
+        for (_, _, _, future), answer in zip(ready, answers, strict=True):
+            if future.done():
+                continue
+            if isinstance(answer, Exception):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
+
+
 class RateLimits:
     """Apply a :class:`RateLimitConfig` to (key, model) pairs.
 
@@ -70,7 +212,11 @@ class RateLimits:
         self.config = config
         self.clock = clock
         try:
-            storage = storage_from_string(config.storage)
+            storage = (
+                InlineExpiryMemoryStorage()
+                if config.storage.rstrip("/") == "memory:"
+                else storage_from_string(config.storage)
+            )
         except Exception as exc:  # limits raises ConfigurationError / ImportError
             raise ConfigError(
                 f"rate_limits.storage {config.storage!r}: {exc} (use memory:// or redis://HOST:PORT)"
@@ -89,6 +235,22 @@ class RateLimits:
         self.items: tuple[RateLimitItem, ...] = tuple(parse(text) for text in config.per_key_model)
         self.throttle_item = parse(config.throttle)
         self.quota_item = RateLimitItemPerDay(config.daily_quota) if config.daily_quota else None
+        #: a Redis client (``redis.Redis``) when the storage is Redis: quotas run as Lua scripts
+        self._redis: Any = None
+        if hasattr(self.storage, "prefixed_key") and config.storage.startswith("redis"):
+            self._redis = cast(Any, self.storage).storage  # redis.Redis
+            self._reserve = self._redis.register_script(_RESERVE_LUA)
+            self._settle = self._redis.register_script(_SETTLE_LUA)
+        self._aio: _AsyncRedis | None = None
+
+    @property
+    def remote(self) -> bool:
+        """Whether the counters live in another process (Redis): each call is a round trip."""
+        return self._redis is not None
+
+    def _key(self, key: str) -> str:
+        """The storage's own name for ``key`` (Redis prefixes every key)."""
+        return str(cast(Any, self.storage).prefixed_key(key)) if self._redis is not None else key
 
     def _retry_after(self, limiter: RateLimiter, item: RateLimitItem, ids: tuple[str, ...]) -> int:
         reset = limiter.get_window_stats(item, *ids).reset_time
@@ -152,6 +314,9 @@ class RateLimits:
         ids, quota_key, bucket = self._quota_keys(key_id, model)
         pending = self._pending_key(quota_key, bucket)
         expiry = 2 * self.config.quota_lease_s
+        if self._redis is not None:
+            keys, args = self._reserve_args(quota_key, bucket, queries)
+            return self._reserved(self._reserve(keys=keys, args=args), quota_key, pending, queries)
         self.storage.incr(pending, expiry, amount=queries)
         if self._used(quota_key, bucket) <= self.config.daily_quota:
             return LimitDecision(True), QuotaLease(quota_key, pending, queries)
@@ -161,14 +326,57 @@ class RateLimits:
             None,
         )
 
+    def _reserve_args(
+        self, quota_key: str, bucket: int, queries: int
+    ) -> tuple[list[str], list[int]]:
+        assert self.quota_item is not None
+        keys = [
+            self._key(self._pending_key(quota_key, bucket)),
+            self._key(self._pending_key(quota_key, bucket - 1)),
+            self._key(quota_key),
+        ]
+        args = [
+            queries,
+            self.config.daily_quota,
+            2 * self.config.quota_lease_s,
+            self.quota_item.get_expiry(),
+        ]
+        return keys, args
+
+    @staticmethod
+    def _reserved(
+        answer: Any, quota_key: str, pending: str, queries: int
+    ) -> tuple[LimitDecision, QuotaLease | None]:
+        admitted, ttl = int(answer[0]), int(answer[1])
+        if admitted:
+            return LimitDecision(True), QuotaLease(quota_key, pending, queries)
+        return LimitDecision(False, "quota", max(1, ttl)), None
+
+    def _settle_args(self, lease: QuotaLease, charge: bool) -> tuple[list[str], list[int]]:
+        assert self.quota_item is not None
+        keys = [self._key(lease.quota_key), self._key(lease.pending_key)]
+        args = [
+            lease.queries if charge else 0,
+            lease.queries,
+            self.quota_item.get_expiry(),
+            2 * self.config.quota_lease_s,
+        ]
+        return keys, args
+
     def confirm_quota(self, lease: QuotaLease) -> None:
         """Charge a reservation for good (its request's audit entry is committed)."""
         assert self.quota_item is not None
+        if self._redis is not None:
+            self._settle(*self._settle_args(lease, True))
+            return
         self.storage.incr(lease.quota_key, self.quota_item.get_expiry(), amount=lease.queries)
         self.release_quota(lease)
 
     def release_quota(self, lease: QuotaLease) -> None:
         """Give a reservation back (its request could not be audited)."""
+        if self._redis is not None:
+            self._settle(*self._settle_args(lease, False))
+            return
         self.storage.incr(lease.pending_key, 2 * self.config.quota_lease_s, amount=-lease.queries)
 
     def charge_quota(self, key_id: str, model: str, queries: int = 1) -> LimitDecision:
@@ -184,6 +392,74 @@ class RateLimits:
             return None
         _, quota_key, bucket = self._quota_keys(key_id, model)
         return max(0, self.config.daily_quota - self._used(quota_key, bucket))
+
+    # -- the gateway's path: coroutines, no blocking round trip on the event loop -----------
+    def _async_redis(self) -> _AsyncRedis:
+        parts = self._aio
+        if parts is None or parts.loop is not asyncio.get_running_loop():
+            parts = self._aio = _AsyncRedis(
+                self.config.storage, self.config.strategy == "moving-window"
+            )
+        return parts
+
+    async def ahit(self, key_id: str, model: str, *, throttled: bool = False) -> LimitDecision:
+        """:meth:`hit` for the event loop (``limits``' asyncio storage on Redis)."""
+        if self._redis is None:
+            return self.hit(key_id, model, throttled=throttled)
+        parts = self._async_redis()
+        ids = (self.config.key_prefix, key_id, model)
+        items = (*self.items, self.throttle_item) if throttled else self.items
+        if self.config.strategy == "fixed-window":  # every limit in one round trip
+            keys = [self._key(item.key_for(*ids)) for item in items]
+            args = [n for item in items for n in (item.amount, item.get_expiry())]
+            exhausted, ttl = (int(v) for v in await parts.run(parts.fixed_hits, keys, args))
+            if not exhausted:
+                return LimitDecision(True)
+            item = items[exhausted - 1]
+            reason = "throttled" if item is self.throttle_item and throttled else "rate_limit"
+            return LimitDecision(False, reason, max(1, ttl))
+        for item in items:
+            if not await parts.rate.hit(item, *ids):
+                reason = "throttled" if item is self.throttle_item and throttled else "rate_limit"
+                reset = (await parts.rate.get_window_stats(item, *ids)).reset_time
+                return LimitDecision(False, reason, max(1, math.ceil(reset - time.time())))
+        return LimitDecision(True)
+
+    async def areserve_quota(
+        self, key_id: str, model: str, queries: int = 1
+    ) -> tuple[LimitDecision, QuotaLease | None]:
+        """:meth:`reserve_quota` for the event loop (one Lua script, awaited, on Redis)."""
+        if self._redis is None or self.quota_item is None or queries < 1:
+            return self.reserve_quota(key_id, model, queries)
+        _, quota_key, bucket = self._quota_keys(key_id, model)
+        keys, args = self._reserve_args(quota_key, bucket, queries)
+        parts = self._async_redis()
+        answer = await parts.run(parts.reserve, keys, args)
+        return self._reserved(answer, quota_key, self._pending_key(quota_key, bucket), queries)
+
+    async def aconfirm_quota(self, lease: QuotaLease) -> None:
+        """:meth:`confirm_quota` for the event loop."""
+        if self._redis is None:
+            self.confirm_quota(lease)
+            return
+        keys, args = self._settle_args(lease, True)
+        parts = self._async_redis()
+        await parts.run(parts.settle, keys, args)
+
+    async def arelease_quota(self, lease: QuotaLease) -> None:
+        """:meth:`release_quota` for the event loop."""
+        if self._redis is None:
+            self.release_quota(lease)
+            return
+        keys, args = self._settle_args(lease, False)
+        parts = self._async_redis()
+        await parts.run(parts.settle, keys, args)
+
+    async def aclose(self) -> None:
+        """Close the asyncio Redis connections (in the loop that opened them; idempotent)."""
+        parts, self._aio = self._aio, None
+        if parts is not None and parts.loop is asyncio.get_running_loop():
+            await parts.client.aclose()
 
     def check_storage(self) -> bool:
         """Whether the storage answers (``/healthz``)."""

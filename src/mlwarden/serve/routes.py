@@ -4,16 +4,18 @@ Request path of ``POST /v1/models/{name}/predict`` (each step can end the reques
 ends in the audit log, whatever its outcome, see :mod:`~mlwarden.serve.middleware`)::
 
     authenticate key (401) -> model name pattern / known (404) -> role grant (403)
+    -> wait for the monitor to observe this key's earlier batches, read the key again
     -> key restriction "block" (403) -> rate limit per request (429, Retry-After)
     -> body size, streamed (413) -> JSON + shape/dtype/range/batch (422)
     -> daily quota reserved, one query per input (429, Retry-After) -> detectors (422 / flag)
-    -> model -> extraction monitor (alerts; throttle / label_only / block the key)
-    -> output policy -> audit entry committed -> quota reservation charged -> response sent
+    -> model -> batch queued for the extraction monitor -> output policy
+    -> audit entry committed -> quota reservation charged (on Redis, after the response)
+    -> response sent -> the monitor observes the batch (audits alerts; throttles, degrades or
+    blocks the key for its next requests)
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
@@ -22,6 +24,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from mlwarden.models.output_policy import OutputPolicy
 from mlwarden.serve.authz import effective_output
@@ -30,12 +34,20 @@ from mlwarden.serve.gateway import Gateway
 from mlwarden.serve.keys import AuthFailure, KeyRecord
 from mlwarden.serve.loading import ServedModel
 from mlwarden.serve.metrics import CONTENT_TYPE_LATEST
-from mlwarden.serve.middleware import RequestContext, request_context
-from mlwarden.serve.restriction import LADDER, Restriction
+from mlwarden.serve.middleware import request_context
 from mlwarden.serve.validation import InvalidInput, PayloadTooLarge, parse_inputs, read_body
-from mlwarden.serve.webhook import post_alerts
 
 __all__ = ["Problem", "add_routes"]
+
+
+class _PostOnlyRoute(Route):
+    """A plain Starlette route that matches POST only (other methods fall through)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope.get("method") != "POST":
+            return Match.NONE, {}
+        return super().matches(scope)
+
 
 _ID_PROBES = frozenset({"unknown_key", "wrong_secret"})
 
@@ -59,30 +71,6 @@ def _problem_response(problem: Problem) -> JSONResponse:
         status_code=problem.status,
         headers=problem.headers,
     )
-
-
-def _alert_dict(alert: Any) -> dict[str, Any]:
-    if isinstance(alert, dict):
-        data = dict(alert)
-    elif hasattr(alert, "to_dict"):
-        data = dict(alert.to_dict())
-    elif dataclasses.is_dataclass(alert) and not isinstance(alert, type):
-        data = dataclasses.asdict(alert)
-    else:
-        data = {
-            k: getattr(alert, k, None)
-            for k in ("kind", "key_id", "model", "score", "threshold", "message")
-        }
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, (np.floating, np.integer)):
-            value = value.item()
-        if isinstance(value, float) and not np.isfinite(value):
-            value = None
-        out[str(key)] = (
-            value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
-        )
-    return out
 
 
 def add_routes(app: FastAPI, gateway: Gateway) -> None:
@@ -253,10 +241,17 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
         ctx.action = "predict"
         record = authenticate(request)
         served, _ = resolve(record, name, ("predict",), request)
+        observer = gateway.observer
+        # the monitor runs after the answer; a key's next request waits for its own earlier
+        # batches to be observed, then reads the key again (an alert may have restricted it)
+        if observer is not None and await observer.settle(record.key_id):
+            record = authenticate(request)
         if record.restriction == "block":
             ctx.reason = "key_blocked"
             raise Problem(403, "key_blocked", "this key is blocked (extraction monitor)")
-        limit = gateway.limits.hit(record.key_id, name, throttled=record.restriction == "throttle")
+        limit = await gateway.limits.ahit(
+            record.key_id, name, throttled=record.restriction == "throttle"
+        )
         if not limit.allowed:
             ctx.reason = limit.reason
             raise Problem(
@@ -285,7 +280,7 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
             ctx.reason = exc.reason
             raise Problem(422, exc.reason, str(exc)) from None
         # reserved now, charged by the middleware once the audit entry is committed
-        quota, ctx.quota_lease = gateway.limits.reserve_quota(record.key_id, name, len(x))
+        quota, ctx.quota_lease = await gateway.limits.areserve_quota(record.key_id, name, len(x))
         if not quota.allowed:
             ctx.reason = quota.reason
             raise Problem(
@@ -315,12 +310,10 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
                         ctx.reason = "detector"
                         raise Problem(422, "detector", "input(s) rejected by an input detector")
             probs = served.classifier.predict_proba(x)
-            if gateway.monitor is not None:
-                _run_monitor(record, name, x, probs, ctx)
+            if observer is not None:
+                observer.submit(record.key_id, name, x, probs, ctx.request_id)
+                ctx.alerts.extend(observer.take_alerts(record.key_id))
             policy = _policy(served, record)
-            # imposed by this very request's alerts
-            if Restriction.parse(ctx.restriction) >= Restriction.LABEL_ONLY:
-                policy = policy.stricter(OutputPolicy(mode="label"))
             content: dict[str, Any] = {
                 "model": name,
                 "outputs": policy.apply(probs),
@@ -345,23 +338,12 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
             content = await run_in_threadpool(timed_infer)
         return JSONResponse(content)
 
-    def _run_monitor(
-        record: KeyRecord, name: str, x: np.ndarray, probs: np.ndarray, ctx: RequestContext
-    ) -> None:
-        assert gateway.monitor is not None
-        raised = [_alert_dict(a) for a in gateway.monitor.observe(record.key_id, name, x, probs)]
-        if not raised:
-            return
-        ctx.alerts.extend(raised)
-        for alert in raised:
-            gateway.metrics.alerts.labels(str(alert.get("kind", "unknown"))[:64]).inc()
-        if config.monitor.action == "per_alert":
-            wanted = [str(a.get("action") or "none") for a in raised]
-            action = Restriction.strictest(w for w in wanted if w in LADDER).value
-        else:
-            action = config.monitor.action
-        if action != "none" and record.restriction != action:
-            gateway.keys.restrict(record.key_id, action)
-            ctx.restriction = action
-        if config.monitor.webhook_url:
-            post_alerts(config.monitor.webhook_url, raised)
+    async def predict_route(request: Request) -> JSONResponse:
+        return await predict(request.path_params["name"], request)
+
+    # The same handler as a plain Starlette route, matched first for POST: FastAPI's per-request
+    # parameter resolution (solve_dependencies) cost more than the gateway's own checks. The
+    # FastAPI route above stays for the OpenAPI document and answers other methods (405).
+    app.router.routes.insert(
+        0, _PostOnlyRoute("/v1/models/{name}/predict", predict_route, methods=["POST"])
+    )
