@@ -10,6 +10,9 @@ running each attack on everything.
   (5,000 queries). FAB-T is not included (on the models and budgets measured in
   ``docs/benchmarks.md`` it never found a point the others missed). Black-box models get Square
   Attack with 5,000 queries and, where it is registered, HopSkipJump.
+* A randomized white-box model (outputs change between identical calls) gets AutoAttack's
+  suite for randomized defences instead: APGD-CE then APGD-DLR, each averaging its gradient
+  over draws (EOT).
 * ``quick``: a CI-sized suite (APGD-CE 25 steps, APGD-T 25 steps towards 3 classes, Square
   500 queries) measured within 2 points of ``standard`` on the plain and adversarially trained
   zoo models.
@@ -36,6 +39,10 @@ PROFILES: dict[str, dict[str, _Suite]] = {
             ("square", {"queries": 5000}),
             ("hsj", {"max_queries": 5000}),
         ),
+        "randomized": (
+            ("apgd", {"loss": "ce", "steps": 100, "restarts": 1}),
+            ("apgd-dlr", {"steps": 100, "restarts": 1}),
+        ),
     },
     "quick": {
         "white_box": (
@@ -47,14 +54,19 @@ PROFILES: dict[str, dict[str, _Suite]] = {
             ("square", {"queries": 1000}),
             ("hsj", {"max_queries": 1000}),
         ),
+        "randomized": (
+            ("apgd", {"loss": "ce", "steps": 25, "restarts": 1}),
+            ("apgd-dlr", {"steps": 25, "restarts": 1}),
+        ),
     },
 }
-"""Per profile, the ordered suite for white-box (gradients) and black-box models."""
+"""Per profile, the ordered suite for white-box (gradients), black-box and randomized white-box
+models (AutoAttack's version for randomized defences: APGD-CE and APGD-DLR, with EOT)."""
 
 
-def profile_attacks(profile: str, *, white_box: bool) -> list[tuple[str, dict[str, Any]]]:
+def profile_attacks(
+    profile: str, *, white_box: bool, randomized: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
     """The ordered ``(attack name, parameters)`` of ``profile`` for this kind of model."""
-    return [
-        (name, dict(params))
-        for name, params in PROFILES[profile]["white_box" if white_box else "black_box"]
-    ]
+    kind = ("randomized" if randomized else "white_box") if white_box else "black_box"
+    return [(name, dict(params)) for name, params in PROFILES[profile][kind]]

@@ -1,14 +1,23 @@
 """Attacks against models, one per module, all behind :class:`~mlwarden.attacks.base.Attack`."""
 
 from mlwarden.attacks.base import Attack, AttackResult
-from mlwarden.attacks.evasion import APGD, FGSM, PGD, APGDTargeted, HopSkipJump, SquareAttack
+from mlwarden.attacks.evasion import (
+    APGD,
+    APGDDLR,
+    FGSM,
+    PGD,
+    APGDTargeted,
+    HopSkipJump,
+    SquareAttack,
+)
 from mlwarden.attacks.registry import attack_names, get_attack, register
 
-for _cls in (FGSM, PGD, APGD, APGDTargeted, SquareAttack, HopSkipJump):
+for _cls in (FGSM, PGD, APGD, APGDDLR, APGDTargeted, SquareAttack, HopSkipJump):
     register(_cls.name, _cls)
 
 __all__ = [
     "APGD",
+    "APGDDLR",
     "FGSM",
     "PGD",
     "APGDTargeted",

@@ -1,9 +1,9 @@
 """Evasion attacks: perturb inputs within an ε-ball to change the model's decision."""
 
-from mlwarden.attacks.evasion.apgd import APGD, APGDTargeted
+from mlwarden.attacks.evasion.apgd import APGD, APGDDLR, APGDTargeted
 from mlwarden.attacks.evasion.fgsm import FGSM
 from mlwarden.attacks.evasion.hop_skip_jump import HopSkipJump
 from mlwarden.attacks.evasion.pgd import PGD
 from mlwarden.attacks.evasion.square import SquareAttack
 
-__all__ = ["APGD", "FGSM", "PGD", "APGDTargeted", "HopSkipJump", "SquareAttack"]
+__all__ = ["APGD", "APGDDLR", "FGSM", "PGD", "APGDTargeted", "HopSkipJump", "SquareAttack"]

@@ -30,7 +30,7 @@ from mlwarden.attacks.evasion.gradient_descent import (
 )
 from mlwarden.models.base import Classifier, DifferentiableClassifier
 
-__all__ = ["APGD", "APGDStep", "APGDTargeted", "apgd_start"]
+__all__ = ["APGD", "APGDDLR", "APGDStep", "APGDTargeted", "apgd_start"]
 
 _MOMENTUM = 0.75
 _OSCILLATION = 0.75
@@ -120,8 +120,23 @@ class APGDStep:
         self._iteration += 1
         return following
 
+    def final(self, x_last: torch.Tensor, value_last: torch.Tensor) -> torch.Tensor:
+        """The highest-loss point seen (APGD returns it when it finds no adversarial point).
+
+        On a randomized model the loss is averaged over draws (EOT), so this is the point most
+        likely to be misclassified, which the last iterate need not be.
+        """
+        if self._iteration == 0:
+            return x_last
+        better = value_last > self._best_loss
+        return torch.where(_rows(better, x_last), x_last, self._best_x)
+
     def _scaled(self, direction: torch.Tensor) -> torch.Tensor:
         return self._step_size.view(-1, *([1] * (direction.dim() - 1))) * direction
+
+
+def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.view(-1, *([1] * (like.dim() - 1)))
 
 
 def apgd_start(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator) -> torch.Tensor:
@@ -256,6 +271,40 @@ class APGD(_APGDBase):
         best, done, queries = _initial(objective, x, self.eot_samples)
         self._descend(objective, x, classifier.clip_range, generator, best, done, queries)
         return best, queries
+
+
+class APGDDLR(APGD):
+    """APGD on the DLR loss, registered on its own so a suite can run it beside APGD-CE.
+
+    AutoAttack's version for randomized defences runs APGD-CE then APGD-DLR, both with EOT.
+    """
+
+    name = "apgd-dlr"
+
+    def __init__(
+        self,
+        *,
+        eps: float,
+        norm: Norm = "linf",
+        targeted: bool = False,
+        loss: str = "dlr",
+        steps: int = 100,
+        restarts: int = 1,
+        eot_samples: int = 1,
+        seed: int = 0,
+        batch_size: int | None = None,
+    ) -> None:
+        super().__init__(
+            eps=eps,
+            norm=norm,
+            targeted=targeted,
+            loss=loss,
+            steps=steps,
+            restarts=restarts,
+            eot_samples=eot_samples,
+            seed=seed,
+            batch_size=batch_size,
+        )
 
 
 class APGDTargeted(_APGDBase):

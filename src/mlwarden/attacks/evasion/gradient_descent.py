@@ -167,6 +167,8 @@ class StepRule(Protocol):
     ``step`` gets the current (detached) iterates, the objective's gradient and value at them,
     and the projection onto the feasible set; it returns the next iterates. ``select`` drops
     the rows whose mask is false (samples that finished), so stateful rules stay aligned.
+    ``final`` picks, per remaining row, the point returned for a sample that never succeeded,
+    given the last iterate and its value (the last iterate itself, or the best one seen).
     """
 
     def step(
@@ -174,6 +176,8 @@ class StepRule(Protocol):
     ) -> torch.Tensor: ...
 
     def select(self, keep: torch.Tensor) -> None: ...
+
+    def final(self, x_last: torch.Tensor, value_last: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass
@@ -191,6 +195,9 @@ class FixedStep:
     def select(self, keep: torch.Tensor) -> None:
         return None
 
+    def final(self, x_last: torch.Tensor, value_last: torch.Tensor) -> torch.Tensor:
+        return x_last
+
 
 @dataclass(frozen=True)
 class DescentResult:
@@ -199,7 +206,8 @@ class DescentResult:
     Attributes
     ----------
     x_adv
-        Per sample: the first successful iterate (with ``early_stop``) or the last iterate.
+        Per sample: the first successful iterate (with ``early_stop``), else the step rule's
+        choice (:meth:`StepRule.final`: the last iterate, or the best one seen).
     success
         Per sample: some scored iterate met the objective's success test.
     queries
@@ -278,7 +286,8 @@ def projected_gradient_descent(
             best[won] = x_adv.detach()[hit]
             success[won] = True
         if last:
-            best[index[~hit]] = x_adv.detach()[~hit]
+            chosen = step_rule.final(x_adv.detach(), value.detach())
+            best[index[~hit]] = chosen[~hit]
             break
         if early_stop and bool(hit.all()):
             break
