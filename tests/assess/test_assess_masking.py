@@ -159,6 +159,7 @@ def test_a_randomized_model_gets_eot_and_a_mean_over_draws(digits_cnn, digits_te
     evasion = report.sections["evasion"]
     assert evasion["adaptive"]["randomized"] is True
     assert evasion["adaptive"]["eot_samples"] == 5  # the quick profile's
+    assert evasion["attacks"] == ["apgd", "apgd-dlr"]  # AutoAttack's randomized suite
     [row] = evasion["randomized_robust_accuracy"]
     low, high = row["interval"]
     assert low <= row["mean"] <= high

@@ -199,3 +199,14 @@ def test_classification_objective_reports_success_by_the_attack_goal() -> None:
     _, hit = targeted(logits, torch.arange(2))
     assert hit.tolist() == [False, True]
     assert np.isfinite(objective(logits, torch.arange(2))[0].detach().numpy()).all()
+
+
+def test_apgd_returns_its_best_loss_point_when_it_never_succeeds() -> None:
+    from mlwarden.attacks.evasion.apgd import APGDStep
+
+    rule = APGDStep(eps=0.5, norm="linf", steps=4)
+    x0 = torch.zeros(2, 3)
+    rule.step(x0, torch.ones(2, 3), torch.tensor([5.0, 1.0]), lambda p: p.clamp(-0.5, 0.5))
+    last = torch.full((2, 3), 0.5)
+    chosen = rule.final(last, torch.tensor([4.0, 2.0]))  # row 0 got worse, row 1 better
+    assert torch.equal(chosen[0], x0[0]) and torch.equal(chosen[1], last[1])
