@@ -16,7 +16,10 @@ from mlwarden.cli._console import console
 from mlwarden.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mlwarden.serve.db import Database
+    from mlwarden.serve.keys import KeyRecord, KeyStore
 
 __all__ = ["audit_app", "keys_app", "serve"]
 
@@ -193,14 +196,29 @@ def keys_revoke(
     table_prefix: str | None = typer.Option(None, "--table-prefix", help="Table name prefix."),
 ) -> None:
     """Revoke a key; every replica refuses it from its next request."""
+    record = _change_key(
+        config, db, table_prefix, lambda store: store.revoke(key_id), "revoke", "operator"
+    )
+    console.print(f"revoked key [bold]{record.key_id}[/] at {_when(record.revoked_at)}")
+
+
+def _change_key(
+    config: Path | None,
+    db: str | None,
+    table_prefix: str | None,
+    change: Callable[[KeyStore], KeyRecord],
+    action: str,
+    reason: str,
+) -> KeyRecord:
+    """Apply an operator's ``change`` to a key in the gateway database, then audit it."""
     from mlwarden.serve.db import Database
     from mlwarden.serve.keys import KeyStore
 
     uri, prefix = _database(config, db, table_prefix)
     database = Database(uri, prefix=prefix)
-    record = KeyStore(database).revoke(key_id)
-    _audit_operator(database, record.key_id, "revoke", "operator")
-    console.print(f"revoked key [bold]{record.key_id}[/] at {_when(record.revoked_at)}")
+    record = change(KeyStore(database))
+    _audit_operator(database, record.key_id, action, reason)
+    return record
 
 
 def _audit_operator(database: Database, key_id: str, action: str, reason: str) -> None:
@@ -234,13 +252,14 @@ def keys_restrict(
     table_prefix: str | None = typer.Option(None, "--table-prefix", help="Table name prefix."),
 ) -> None:
     """Set a key's restriction (audited); every replica applies it from its next request."""
-    from mlwarden.serve.db import Database
-    from mlwarden.serve.keys import KeyStore
-
-    uri, prefix = _database(config, db, table_prefix)
-    database = Database(uri, prefix=prefix)
-    record = KeyStore(database).set_restriction(key_id, level)
-    _audit_operator(database, record.key_id, "restrict", f"operator:{level}")
+    record = _change_key(
+        config,
+        db,
+        table_prefix,
+        lambda store: store.set_restriction(key_id, level),
+        "restrict",
+        f"operator:{level}",
+    )
     console.print(f"key [bold]{record.key_id}[/] is now restricted to {level}")
 
 
@@ -252,13 +271,14 @@ def keys_unrestrict(
     table_prefix: str | None = typer.Option(None, "--table-prefix", help="Table name prefix."),
 ) -> None:
     """Lift a key's restriction (the monitor's or an operator's); audited."""
-    from mlwarden.serve.db import Database
-    from mlwarden.serve.keys import KeyStore
-
-    uri, prefix = _database(config, db, table_prefix)
-    database = Database(uri, prefix=prefix)
-    record = KeyStore(database).set_restriction(key_id, None)
-    _audit_operator(database, record.key_id, "unrestrict", "operator")
+    record = _change_key(
+        config,
+        db,
+        table_prefix,
+        lambda store: store.set_restriction(key_id, None),
+        "unrestrict",
+        "operator",
+    )
     console.print(f"key [bold]{record.key_id}[/] is no longer restricted")
 
 
