@@ -98,3 +98,27 @@ def test_apgd_returns_the_closed_form_worst_point_of_samples_it_cannot_break(
     sign = (2 * y[unbroken] - 1)[:, None] * np.sign(linear_problem.w)[None, :]
     worst = x[unbroken] - eps * sign
     np.testing.assert_allclose(result.x_adv[unbroken], worst, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fmn_finds_the_exact_minimum_norm_of_a_linear_model(linear_problem, norm) -> None:
+    """The nearest point of the other class is at ``margin / ‖w‖_dual``; FMN must reach it."""
+    fmn = get_attack("fmn")(eps=0.2, norm=norm, steps=100, minimize=True, seed=0)
+    x, y = linear_problem.x[:200], linear_problem.y[:200]
+    fmn.generate(linear_problem.classifier, x, y)
+    margin = linear_problem.signed_margin[:200]
+    dual = np.abs(linear_problem.w).sum() if norm == "linf" else np.linalg.norm(linear_problem.w)
+    exact = np.maximum(margin, 0.0) / dual
+    found = fmn.last_min_norms_
+    assert np.isfinite(found).all()  # every point of a linear model can be flipped
+    assert (found >= exact - 1e-5).all()  # no adversarial point is closer than the boundary
+    np.testing.assert_allclose(found, exact, rtol=0.02, atol=1e-4)
+
+
+@pytest.mark.parametrize(("norm", "eps"), [("linf", 0.05), ("linf", 0.1), ("l2", 0.5)])
+def test_fmn_at_a_fixed_budget_matches_exact_robust_accuracy(linear_problem, norm, eps) -> None:
+    result = get_attack("fmn")(eps=eps, norm=norm, steps=50, seed=0).generate(
+        linear_problem.classifier, linear_problem.x, linear_problem.y
+    )
+    exact = linear_problem.exact_robust_accuracy(eps, norm)
+    assert result.robust_accuracy(linear_problem.y) == pytest.approx(exact, abs=TOLERANCE)

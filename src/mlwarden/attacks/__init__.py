@@ -5,6 +5,7 @@ from mlwarden.attacks.evasion import (
     APGD,
     APGDDLR,
     FGSM,
+    FMN,
     PGD,
     APGDTargeted,
     HopSkipJump,
@@ -12,13 +13,14 @@ from mlwarden.attacks.evasion import (
 )
 from mlwarden.attacks.registry import attack_names, get_attack, register
 
-for _cls in (FGSM, PGD, APGD, APGDDLR, APGDTargeted, SquareAttack, HopSkipJump):
+for _cls in (FGSM, PGD, APGD, APGDDLR, APGDTargeted, FMN, SquareAttack, HopSkipJump):
     register(_cls.name, _cls)
 
 __all__ = [
     "APGD",
     "APGDDLR",
     "FGSM",
+    "FMN",
     "PGD",
     "APGDTargeted",
     "Attack",
