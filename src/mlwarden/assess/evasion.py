@@ -63,6 +63,8 @@ def plan_attacks(config: AssessConfig, classifier: Classifier) -> tuple[list[str
         reason = None
         if cls.needs_gradients and not classifier.differentiable:
             reason = f"{name} needs gradients and the model is black-box"
+        elif cls.needs_scores and getattr(classifier, "label_only", False):
+            reason = f"{name} needs scores and the model answers with labels only"
         elif config.norm not in cls.supported_norms:
             reason = f"{name} supports only {list(cls.supported_norms)}, not norm={config.norm}"
         if reason is None:

@@ -104,6 +104,8 @@ class Attack(ABC):
 
     name: ClassVar[str]
     needs_gradients: ClassVar[bool] = True
+    needs_scores: ClassVar[bool] = True
+    """Whether the attack reads scores (probabilities); decision-based ones need only labels."""
     supported_norms: ClassVar[tuple[str, ...]] = NORMS
 
     def __init__(
