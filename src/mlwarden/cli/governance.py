@@ -55,6 +55,68 @@ def _registry(db: str, prefix: str) -> Iterator[Registry]:
         registry.close()
 
 
+REGISTRY_OPTION = typer.Option(
+    None,
+    "--registry",
+    envvar="MLWARDEN_REGISTRY",
+    help="Record the output and its lineage in this governance registry "
+    "(sqlite:///PATH or postgresql://...); off unless given.",
+)
+
+
+class Recorder:
+    """Records what a command made in the registry at ``url``; does nothing when it is ``None``.
+
+    Made before the command works, so a bad registry URI fails before a long training run, and
+    used once the output is written (:mod:`mlwarden.governance.provenance` says what is linked).
+    """
+
+    def __init__(self, url: str | None, *, prefix: str = "mlw_") -> None:
+        self.url, self.prefix = url, prefix
+        if url:
+            with _registry(url, prefix):  # creates the tables; a bad URI is a ConfigError now
+                pass
+
+    def model(self, path: Path, *, data_files: list[str | None]) -> None:
+        """Register the model at ``path``, linked to its sidecar's digests and ``data_files``."""
+        if not self.url:
+            return
+        from mlwarden.governance.provenance import record_trained_model
+
+        with _registry(self.url, self.prefix) as reg:
+            artifact, run = record_trained_model(reg, path, data_files=data_files)
+            _print_model(reg, artifact, run)
+
+    def dataset(
+        self, path: Path, *, sources: list[str], digests: list[str], command: str, label_column: str
+    ) -> None:
+        """Record ``path`` as made from the data specs ``sources`` (whose data ``digests`` these are)."""
+        if not self.url:
+            return
+        from mlwarden import __version__
+        from mlwarden.governance.provenance import input_digests, record_derived_dataset
+
+        with _registry(self.url, self.prefix) as reg:
+            artifact, run = record_derived_dataset(
+                reg,
+                path,
+                inputs=[*input_digests(sources), *digests],
+                command=command,
+                version=f"mlwarden {__version__}",
+                label_column=label_column,
+            )
+        if artifact is None:
+            console.print(
+                f"recorded transform {run.run_id} -> {escape(str(path))} (its source is not a "
+                "registered dataset: register it with a data card to name it)"
+            )
+        else:
+            console.print(
+                f"registered dataset [bold]{escape(artifact.name)}[/] (card of its source), "
+                f"transform {run.run_id}"
+            )
+
+
 def _when(stamp: float | None) -> str:
     if stamp is None:
         return "never"
