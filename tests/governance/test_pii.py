@@ -150,3 +150,29 @@ def test_precision_and_recall_are_at_least_095_per_entity_type() -> None:
     scores = measure(generate(n_per_entity=60, n_negative=400, seed=0), PiiScanner())
     low = {e: s for e, s in scores.items() if s["precision"] < 0.95 or s["recall"] < 0.95}
     assert not low, low
+
+
+def test_findings_carry_the_taxonomy_like_the_rest_of_the_report(tmp_path: Path) -> None:
+    from mlwarden import __version__
+    from mlwarden.program.atlas import load_atlas
+
+    path = tmp_path / "people.csv"
+    path.write_text("contact,notes\nann@example.com,password=Sup3rS3cret\n", encoding="utf-8")
+    result = scan_path(path)
+    by_entity = {f.details["entity"]: f for f in result.to_findings()}
+    email, password = by_entity["EMAIL_ADDRESS"], by_entity["PASSWORD"]
+    assert email.taxonomy.atlas == ("AML.T0024.000", "AML.T0024.001")
+    assert email.taxonomy.owasp == ("ML03:2023", "ML04:2023")
+    assert "MEASURE 2.10" in email.taxonomy.nist
+    assert password.taxonomy.atlas == ("AML.T0055",) and password.taxonomy.owasp == ()
+    techniques = load_atlas().techniques
+    for finding in (email, password):
+        for tid in finding.taxonomy.atlas:  # every id names a technique of the vendored ATLAS
+            assert tid in techniques
+    sarif = result.to_sarif(__version__)
+    rules = {r["id"]: r for r in sarif["runs"][0]["tool"]["driver"]["rules"]}
+    assert "AML.T0055" in rules["data.sensitive.password"]["properties"]["tags"]
+    assert rules["data.sensitive.email_address"]["helpUri"].endswith("AML.T0024.000")
+    (res,) = [r for r in sarif["runs"][0]["results"] if r["ruleId"] == "data.sensitive.password"]
+    assert res["properties"]["taxonomy"]["atlas"] == ["AML.T0055"]
+    assert res["locations"][0]["logicalLocations"][0]["name"] == "notes"

@@ -389,7 +389,6 @@ def scan_pii(
     from mlwarden import __version__
     from mlwarden.governance.pii import PiiScanner, scan_path
     from mlwarden.report.findings import Severity
-    from mlwarden.report.sarif import SARIF_LEVEL, SECURITY_SEVERITY, sarif_log
 
     if output_format not in _SCAN_FORMATS:
         raise ConfigError(f"--format {output_format!r} must be one of {', '.join(_SCAN_FORMATS)}")
@@ -421,35 +420,7 @@ def scan_pii(
             indent=2,
         )
     else:
-        findings = result.to_findings()
-        rules = {
-            f.id: {
-                "id": f.id,
-                "shortDescription": {"text": f"{f.details['entity']} in training data"},
-                "properties": {"security-severity": SECURITY_SEVERITY[f.severity]},
-            }
-            for f in findings
-        }
-        results = [
-            {
-                "ruleId": f.id,
-                "level": SARIF_LEVEL[f.severity],
-                "message": {"text": f"{f.summary}. Suggested action: {f.recommendation}."},
-                "locations": [
-                    {
-                        "physicalLocation": {"artifactLocation": {"uri": str(data)}},
-                        "logicalLocations": [{"name": f.details["field"], "kind": "member"}],
-                    }
-                ],
-            }
-            for f in findings
-        ]
-        text = json.dumps(
-            sarif_log(
-                rules, results, version=__version__, properties={"unreadable": result.unreadable}
-            ),
-            indent=2,
-        )
+        text = json.dumps(result.to_sarif(__version__), indent=2)
     if text is not None:
         if output is not None:
             atomic_write_text(output, text + "\n")

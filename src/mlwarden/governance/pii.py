@@ -33,7 +33,12 @@ import numpy as np
 from mlwarden.errors import DataError
 from mlwarden.governance.sea_ids import valid_mykad, valid_nik, valid_nric, valid_thai_id
 from mlwarden.report.findings import Finding, Severity
-from mlwarden.report.taxonomy import Taxonomy
+from mlwarden.report.sarif import SARIF_LEVEL, SECURITY_SEVERITY, sarif_log
+from mlwarden.report.taxonomy import (
+    CREDENTIALS_IN_DATA_TAXONOMY,
+    PERSONAL_DATA_TAXONOMY,
+    Taxonomy,
+)
 
 __all__ = [
     "ENTITY_ACTIONS",
@@ -64,6 +69,7 @@ ENTITY_ACTIONS: dict[str, tuple[str, Severity]] = {
     "PHONE_NUMBER": ("mask", Severity.MEDIUM),
     "IP_ADDRESS": ("mask", Severity.LOW),
 }
+_CREDENTIALS = frozenset({"SECRET", "PRIVATE_KEY", "PASSWORD"})
 _PRIORITY = {"SECRET": 0, "PRIVATE_KEY": 0, "PASSWORD": 0, "PHONE_NUMBER": 3, "IP_ADDRESS": 3}
 _CHECKSUM_IDS = {"SG_NRIC_FIN", "MY_MYKAD", "TH_NATIONAL_ID", "ID_NIK"}
 _CONTEXT = {
@@ -307,6 +313,14 @@ class FieldFinding:
         """How urgent it is (credentials critical, identifiers high, contact details medium)."""
         return ENTITY_ACTIONS.get(self.entity, ("mask", Severity.MEDIUM))[1]
 
+    @property
+    def taxonomy(self) -> Taxonomy:
+        """Credentials: ATLAS Unsecured Credentials; personal data: what membership inference
+        and model inversion (ATLAS AML.T0024.000/.001, OWASP ML04/ML03) would expose."""
+        return (
+            CREDENTIALS_IN_DATA_TAXONOMY if self.entity in _CREDENTIALS else PERSONAL_DATA_TAXONOMY
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view (examples are masked)."""
         return {
@@ -349,12 +363,56 @@ class ScanResult:
                     ),
                     severity=f.severity,
                     metrics={"count": float(f.count), "rows": float(f.rows)},
-                    taxonomy=Taxonomy(),
+                    taxonomy=f.taxonomy,
                     recommendation=f"{f.action} field {f.field!r} before training",
                     details={**f.to_dict(), "path": self.path},
                 )
             )
         return out
+
+    def to_sarif(self, version: str) -> dict[str, Any]:
+        """A SARIF 2.1.0 log: one rule per entity type (tagged with its taxonomy ids), one
+        result per field and entity type, located at the file and, logically, the field."""
+        findings = self.to_findings()
+        rules: dict[str, dict[str, Any]] = {}
+        results = []
+        for f in findings:
+            refs = f.taxonomy.refs()
+            rules.setdefault(
+                f.id,
+                {
+                    "id": f.id,
+                    "name": f"{f.details['entity']} in training data",
+                    "shortDescription": {"text": f"{f.details['entity']} in training data"},
+                    "help": {"text": f"Suggested action: {f.details['suggested_action']}."},
+                    "helpUri": refs[0].url if refs else "https://atlas.mitre.org",
+                    "properties": {
+                        "tags": ["security", "privacy", *f.taxonomy.atlas, *f.taxonomy.owasp],
+                        "security-severity": SECURITY_SEVERITY[f.severity],
+                    },
+                },
+            )
+            results.append(
+                {
+                    "ruleId": f.id,
+                    "level": SARIF_LEVEL[f.severity],
+                    "message": {"text": f"{f.summary}. Suggested action: {f.recommendation}."},
+                    "locations": [
+                        {
+                            "physicalLocation": {"artifactLocation": {"uri": self.path}},
+                            "logicalLocations": [{"name": f.details["field"], "kind": "member"}],
+                        }
+                    ],
+                    "properties": {
+                        "severity": f.severity.value,
+                        "metrics": f.metrics,
+                        "taxonomy": f.taxonomy.to_dict(),
+                    },
+                }
+            )
+        return sarif_log(
+            rules, results, version=version, properties={"unreadable": self.unreadable}
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view."""
