@@ -384,6 +384,12 @@ def scan_pii(
         None, "--fail-on", help="Exit 3 when a finding is at least this severe (CI gate)."
     ),
     no_secrets: bool = typer.Option(False, "--no-secrets", help="Skip credential detection."),
+    names: bool = typer.Option(
+        False,
+        "--names",
+        help="Also report person names found in Faker-derived name lists (no NER model: names "
+        "outside the lists are missed; see docs/governance.md).",
+    ),
 ) -> None:
     """Find personal data and credentials per field; suggest drop, mask or tokenise."""
     from mlwarden import __version__
@@ -398,7 +404,7 @@ def scan_pii(
         raise ConfigError(
             f"--fail-on {fail_on!r} must be one of {', '.join(s.value for s in Severity)}"
         ) from None
-    result = scan_path(data, PiiScanner(secrets=not no_secrets))
+    result = scan_path(data, PiiScanner(secrets=not no_secrets, names=names))
     if output_format == "table":
         table = Table("field", "entity", "count", "rows", "examples (masked)", "action")
         for f in result.findings:
