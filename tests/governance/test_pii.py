@@ -188,3 +188,21 @@ def test_findings_carry_the_taxonomy_like_the_rest_of_the_report(tmp_path: Path)
     (res,) = [r for r in sarif["runs"][0]["results"] if r["ruleId"] == "data.sensitive.password"]
     assert res["properties"]["taxonomy"]["atlas"] == ["AML.T0055"]
     assert res["locations"][0]["logicalLocations"][0]["name"] == "notes"
+
+
+def test_the_scan_cli_reports_names_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlwarden.cli.app import main
+
+    path = tmp_path / "notes.txt"
+    path.write_text(
+        "Countersigned by Dr. Jennifer Wilson, 1600 Pennsylvania Avenue NW, Washington, DC 20500\n",
+        encoding="utf-8",
+    )
+    capsys.readouterr()
+    assert main(["data", "scan-pii", str(path), "-f", "json"]) == 0
+    default = {f["entity"] for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert main(["data", "scan-pii", str(path), "-f", "json", "--names"]) == 0
+    with_names = {f["entity"] for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert default == {"STREET_ADDRESS"} and with_names == {"STREET_ADDRESS", "PERSON"}

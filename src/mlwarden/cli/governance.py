@@ -27,7 +27,7 @@ from mlwarden.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from mlwarden.governance import Artifact, Registry, Run
 
-__all__ = ["app"]
+__all__ = ["REGISTRY_OPTION", "Recorder", "app", "scan_pii"]
 
 EXIT_CHANGED = 3
 
