@@ -354,6 +354,7 @@ def retention(
                         "action": i.action,
                         "where": i.where,
                         "models_trained_on_it": list(i.models),
+                        "datasets_derived_from_it": list(i.derived),
                     }
                     for i in items
                 ],
@@ -365,9 +366,11 @@ def retention(
         console.print("no dataset is past its retention period")
     for i in items:
         models = ", ".join(i.models) or "none"
+        derived = ", ".join(i.derived) or "none"
         console.print(
             f"{i.action}: {escape(i.dataset.name)} (expired {_when(i.expired_at)}); "
-            f"models trained on it: {escape(models)}"
+            f"models trained on it: {escape(models)}; datasets derived from it (kept): "
+            f"{escape(derived)}"
         )
 
 
