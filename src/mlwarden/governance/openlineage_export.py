@@ -149,7 +149,7 @@ def openlineage_events(registry: Registry, *, namespace: str = DEFAULT_NAMESPACE
             key = _identity(artifact)
             if key in out:
                 continue
-            facets = {}
+            facets: dict[str, Any] = {}
             if run.kind == "delete":
                 facets["lifecycleStateChange"] = LifecycleStateChangeDatasetFacet(
                     lifecycleStateChange=LifecycleStateChange.DROP, producer=PRODUCER
