@@ -18,6 +18,7 @@ import numpy as np
 import typer
 
 from mlwarden.cli._console import console, progress
+from mlwarden.cli.governance import REGISTRY_OPTION, Recorder
 from mlwarden.cli.options import LABEL_COLUMN, load_like
 from mlwarden.errors import ConfigError
 
@@ -90,9 +91,12 @@ def poison(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample draw (and noise pattern)."),
     label_column: str = LABEL_COLUMN,
+    registry: str | None = REGISTRY_OPTION,
 ) -> None:
     """Write a poisoned copy of the data and a ground-truth index file beside it."""
     from mlwarden.attacks.poisoning import get_poisoning_attack, save_poisoned
+
+    recorder = Recorder(registry)
 
     try:
         cls = get_poisoning_attack(attack)
@@ -129,6 +133,14 @@ def poison(
         f"poisoned {len(result.indices)} of {len(dataset)} samples with {attack} "
         f"→ [bold]{data_path}[/] (truth: {truth_path})",
         highlight=False,
+    )
+    command = f"mlwarden data poison --attack {attack} --rate {rate:g} --seed {seed}"
+    recorder.dataset(
+        data_path,
+        sources=[data],
+        digests=[source["sha256"]],
+        command=command,
+        label_column=label_column,
     )
 
 
@@ -175,6 +187,7 @@ def inspect(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of training and detectors."),
     label_column: str = LABEL_COLUMN,
+    registry: str | None = REGISTRY_OPTION,
 ) -> None:
     """Inspect training data for poison; write report.json and report.html."""
     from mlwarden import __version__
@@ -203,6 +216,7 @@ def inspect(
             f"--remove-by: unknown detector(s) {unknown}; choose from {sorted(known)}"
         )
     started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    recorder = Recorder(registry)
     dataset = _load(data, label_column)
     holdout = load_like(clean, dataset, label_column=label_column) if clean else None
     record = load_truth(truth, n_samples=len(dataset)) if truth else None
@@ -259,6 +273,15 @@ def inspect(
                 dataset, removal, classifier, fit, record, test_data, data, holdout, label_column
             )
     paths = write_inspection_reports(doc, out)
+    if doc["cleaned"]:
+        command = f"mlwarden data inspect --remove-by {','.join(names)} --seed {seed}"
+        recorder.dataset(
+            Path(doc["cleaned"]["path"]),
+            sources=[data],
+            digests=[dataset.digest()],
+            command=command,
+            label_column=label_column,
+        )
     _print_summary(doc)
     console.print(f"Report: [bold]{paths['html']}[/]  (JSON: {paths['json']})")
 

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 __all__ = [
     "ATLAS",
     "BACKDOOR_TAXONOMY",
+    "CREDENTIALS_IN_DATA_TAXONOMY",
     "DATA_POISONING_TAXONOMY",
     "EXTRACTION_TAXONOMY",
     "INVERSION_TAXONOMY",
     "MEMBERSHIP_TAXONOMY",
     "NIST_AI_RMF",
     "OWASP_ML",
+    "PERSONAL_DATA_TAXONOMY",
     "Taxonomy",
     "TaxonomyRef",
 ]
@@ -71,6 +73,7 @@ ATLAS: dict[str, TaxonomyRef] = {
         _atlas("AML.T0020", "Poison Training Data"),
         _atlas("AML.T0018", "Backdoor ML Model"),
         _atlas("AML.T0010", "ML Supply Chain Compromise"),
+        _atlas("AML.T0055", "Unsecured Credentials"),
     )
 }
 
@@ -169,3 +172,13 @@ EXTRACTION_TAXONOMY = Taxonomy(
     atlas=("AML.T0024.002",), owasp=("ML05:2023",), nist=("MEASURE 2.7", "MANAGE 1.3")
 )
 """Model extraction through the inference API: ATLAS Extract ML Model, OWASP ML05:2023 Model Theft."""
+
+PERSONAL_DATA_TAXONOMY = Taxonomy(
+    atlas=("AML.T0024.000", "AML.T0024.001"),
+    owasp=("ML03:2023", "ML04:2023"),
+    nist=("MEASURE 2.10", "MANAGE 1.3"),
+)
+"""Personal data in training data: what membership inference and model inversion expose."""
+
+CREDENTIALS_IN_DATA_TAXONOMY = Taxonomy(atlas=("AML.T0055",), nist=("MEASURE 2.7", "MANAGE 1.3"))
+"""Credentials in training data: ATLAS Unsecured Credentials (OWASP's ML Top 10 has no entry)."""
