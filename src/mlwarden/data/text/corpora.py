@@ -88,7 +88,7 @@ def load_text_builtin(name: str) -> tuple[TextDataset, TextDataset]:
     train_idx, test_idx = train_test_split(
         index, test_size=_TEST_SIZE, random_state=_SPLIT_SEED, stratify=full.y
     )
-    return (
-        full.subset(np.sort(train_idx), name=f"builtin:{name}:train"),
-        full.subset(np.sort(test_idx), name=f"builtin:{name}:test"),
-    )
+    train = full.subset(np.sort(train_idx), name=f"builtin:{name}:train")
+    test = full.subset(np.sort(test_idx), name=f"builtin:{name}:test")
+    assert isinstance(train, TextDataset) and isinstance(test, TextDataset)
+    return train, test
