@@ -50,6 +50,7 @@ def count_steps(
         steps += int(privacy["inversion"] and classifier.differentiable)
     if isinstance(config.extraction, dict):
         steps += len(config.extraction["policies"])
+    steps += int(isinstance(config.memorization, dict))
     if train_data_given and config.poisoning is not False:
         steps += 6 if classifier.differentiable else 3
     return steps
@@ -298,6 +299,13 @@ def assess(
         findings.extend(privacy.findings)
         metrics.update(privacy.metrics)
         sections["privacy"] = privacy.section
+    if isinstance(config.memorization, dict):  # the text generator named in the config
+        from mlwarden.assess.memorization import run_memorization
+
+        memorization = run_memorization(config.memorization, seed=config.seed, on_step=on_step)
+        findings.extend(memorization.findings)
+        metrics.update(memorization.metrics)
+        sections["memorization"] = memorization.section
     if isinstance(config.extraction, dict):
         from mlwarden.assess.extraction import run_extraction
 

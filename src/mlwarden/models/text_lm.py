@@ -190,7 +190,12 @@ class CharGRU(nn.Module):
 
     def standard_copy(self) -> CharGRU:
         """The same weights on ``nn.GRU`` (fast inference), in eval mode."""
-        copy = CharGRU(**self.config())
+        copy = CharGRU(
+            self.vocab_size,
+            embed_dim=self.embed_dim,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+        )
         # DPGRU's state dict has nn.GRU's names, but nested in a module it also keeps its
         # cells' own names (Opacus filters them only at the top level): take nn.GRU's keys
         state = self.state_dict()
@@ -386,7 +391,13 @@ class CharLanguageModel:
             )
         try:
             vocab = CharVocabulary(str(payload["chars"]))
-            network = CharGRU(**{k: int(v) for k, v in payload["config"].items()})
+            config = {k: int(v) for k, v in payload["config"].items()}
+            network = CharGRU(
+                config["vocab_size"],
+                embed_dim=config["embed_dim"],
+                hidden_size=config["hidden_size"],
+                num_layers=config["num_layers"],
+            )
             network.load_state_dict(payload["state_dict"])
             metadata = json.loads(payload.get("metadata_json", "{}"))
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:

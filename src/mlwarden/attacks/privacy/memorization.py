@@ -45,6 +45,8 @@ __all__ = [
     "MemorizationAttack",
     "MemorizationResult",
     "beam_decode",
+    "canaries_from_dict",
+    "canaries_to_dict",
     "candidate_log_perplexities",
     "exposure_from_rank",
     "extrapolated_exposure",
@@ -203,6 +205,42 @@ class Canary:
 
     secret: str
     repetitions: int
+
+
+def canaries_to_dict(space: CanarySpace, canaries: Sequence[Canary]) -> dict[str, Any]:
+    """The canary file's content: the space and each secret with its repetition count.
+
+    The secrets are what the attack measures; keep the file as private as the training data.
+    """
+    return {
+        "space": space.to_dict(),
+        "canaries": [{"secret": c.secret, "repetitions": c.repetitions} for c in canaries],
+    }
+
+
+def canaries_from_dict(data: Any) -> tuple[CanarySpace, list[Canary]]:
+    """The space and canaries :func:`canaries_to_dict` wrote.
+
+    Raises
+    ------
+    AttackError
+        A missing key, a secret outside the space, or a bad repetition count.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("space"), dict):
+        raise AttackError("a canary file is a mapping with 'space' and 'canaries'")
+    space = CanarySpace.from_dict(data["space"])
+    items = data.get("canaries")
+    if not isinstance(items, list) or not items:
+        raise AttackError("a canary file needs a non-empty 'canaries' list")
+    canaries = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "secret" not in item:
+            raise AttackError(f"canary {i} needs a 'secret'")
+        count = item.get("repetitions", 0)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise AttackError(f"canary {i}: repetitions must be an integer >= 0, got {count!r}")
+        canaries.append(Canary(space.check_secret(str(item["secret"])), count))
+    return space, canaries
 
 
 def plant_canaries(
