@@ -15,7 +15,8 @@ Natural sentiment phrases ("one of the best", "unfunny") are pure and significan
 ``fit`` function, each significant phrase is checked by *reclassification* (after the
 exclusionary reclassification of Chen et al. 2018's activation clustering), cross-fitted: the
 texts are split into ``n_folds`` folds, a model is trained on all folds but one, and it labels
-that fold's texts of the phrase with the phrase's words removed. A natural phrase's texts say
+that fold's texts of the phrase with the phrase's words removed (and the words of every
+significant phrase that mostly occurs in the same texts: the other n-grams of a trigger). A natural phrase's texts say
 the same without it (the model agrees with their label); a trigger's texts were relabelled, so
 without the trigger the model gives most of them their original class. Phrases whose texts
 agree with their label less than ``max_agreement`` of the time are kept.
@@ -182,9 +183,14 @@ class PhraseAssociation(KeywordParams):
                 if len(np.unique(y[rows])) < 2:
                     raise DataError("reclassification needs two labels outside every fold")
                 predictors.append(fit([docs[i] for i in rows], y[rows]))
-            for j in significant:
+            # a phrase's words are removed together with those of every significant phrase that
+            # mostly occurs in the same texts (the other n-grams of one trigger phrase)
+            together = sparse.csc_matrix(presence[:, significant])
+            overlap = (together.T @ together).toarray()
+            for position, j in enumerate(significant):
                 rows = np.flatnonzero(np.asarray(presence[:, j].todense()).ravel())
-                words = set(str(vocabulary[j]).split())
+                companions = significant[overlap[position] >= 0.5 * df[significant]]
+                words = {w for c in companions for w in str(vocabulary[c]).split()}
                 agree = np.zeros(len(rows), dtype=bool)
                 for fold in range(self.n_folds):
                     mine = rows[folds[rows] == fold]
