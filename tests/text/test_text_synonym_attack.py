@@ -46,7 +46,8 @@ def test_attack_finds_the_one_substitution_that_flips_a_known_model() -> None:
     assert model.predict([TOY_TEXT])[0] == 1
     model.seen = 0
 
-    result = TextSynonymAttack(synonyms=TOY_TABLE).generate(model, [TOY_TEXT], np.array([1]))
+    attack = TextSynonymAttack(synonyms=TOY_TABLE, min_batch_texts=1)
+    result = attack.generate(model, [TOY_TEXT], np.array([1]))
 
     assert result.success.tolist() == [True]
     assert result.x_adv[0] == TOY_TEXT.replace("fight", "battle")
@@ -57,10 +58,24 @@ def test_attack_finds_the_one_substitution_that_flips_a_known_model() -> None:
     assert model.seen == 8
 
 
+def test_pooled_candidates_cost_whole_groups() -> None:
+    model = WordWeights({"fight": 2.0, "battle": -3.0})
+    result = TextSynonymAttack(synonyms=TOY_TABLE).generate(model, [TOY_TEXT], np.array([1]))
+
+    # the 7 candidates of the 3 words go in one call: 1 + 3 deletions + 7 + 1 final
+    assert result.queries.tolist() == [12]
+    assert result.x_adv[0] == TOY_TEXT.replace("fight", "battle")
+
+
 def test_attack_takes_the_best_substitutions_up_to_the_budget() -> None:
-    # no single word flips the model; two substitutions do (40 words: a budget of 2)
-    model = WordWeights({"fight": 1.0, "strong": 1.0, "struggle": -1.2, "firm": -1.3})
-    text = f"{TOY_TEXT} and {TOY_TEXT.lower()}"
+    # 40 words (a budget of 2): no single swap flips the model, and of all pairs the best
+    # synonyms (struggle for fight, firm for strong) are the ones that do
+    model = WordWeights({"fight": 1.5, "strong": 1.5, "struggle": -0.1, "firm": -0.2})
+    text = (
+        TOY_TEXT
+        + " and they will keep on working every day for all of the people who live here now and then again"
+    )
+    assert len(tokenize(text)) == 40
     result = TextSynonymAttack(synonyms=TOY_TABLE).generate(model, [text], np.array([1]))
 
     assert result.success.tolist() == [True]

@@ -9,12 +9,13 @@ replacement from the synonym table for the part of speech the word has in contex
   2020): the drop in the probability of the true class when the word is removed, measured for
   all eligible words in one batched query; it orders the words. Then greedy substitution
   (PWWS, Ren et al. 2019; the full greedy search Yoo et al. 2020 found strongest): in each
-  round every remaining word's candidates are scored, one batched ``predict_proba`` call per
-  word position, and the single substitution that lowers the true-class probability most is
+  round every remaining word's candidates are scored in batched ``predict_proba`` calls (all
+  candidates of a position in one call, small positions pooled), and the single substitution that lowers the true-class probability most is
   kept; a candidate that flips the label ends the attack at once (the most important words
   are tried first, so flips come early). Rounds repeat until success, the budget, or no
   substitution helps. With a budget of ``k`` words the best-first choice is what maximises
-  the loss drop of a linear model (whose word effects add up), at ``k`` rounds of queries.
+  the loss drop of a linear model (whose word effects add up); rounds after the first re-score
+  only the ``refine_positions`` most promising words of the first round.
 * ``mode="label"`` (predicted labels only): without scores there is no importance ranking;
   seeded random search draws ``label_trials`` sets of budget-sized substitutions at once,
   queries them in one batch, keeps the first that flips the label and then drops each
@@ -93,6 +94,29 @@ def _batch(texts: list[str]) -> np.ndarray:
     return array
 
 
+def _groups(
+    positions: list[int], candidates: dict[int, list[str]], min_texts: int
+) -> list[list[int]]:
+    """``positions`` in order, cut into groups of whole positions with ``min_texts`` candidates.
+
+    Each group is one ``predict_proba`` call: every candidate of a position is always in the
+    same call, and small positions are pooled so the per-call overhead of the model is paid
+    rarely; early exit on a flip happens between groups.
+    """
+    groups: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for position in positions:
+        current.append(position)
+        size += len(candidates[position])
+        if size >= min_texts:
+            groups.append(current)
+            current, size = [], 0
+    if current:
+        groups.append(current)
+    return groups
+
+
 def word_budget(n_words: int, eps: float) -> int:
     """How many of ``n_words`` words may change: ``floor(eps * n_words)`` (rounding-safe)."""
     return math.floor(eps * n_words + 1e-9)
@@ -110,6 +134,14 @@ class TextSynonymAttack(Attack):
         seeded random search).
     max_candidates
         Synonyms tried per word (the table's first ones for the word's part of speech).
+    refine_positions
+        After the first greedy round scored every word, later rounds re-score only this many
+        words, those whose best swap lowered the loss most in the first round (``None``: all
+        words every round). For a linear model the ranking does not change between rounds.
+    min_batch_texts
+        Candidate texts pooled per model call: all candidates of one word position always go
+        in one call, and consecutive positions are pooled until this many texts (1: one call
+        per position).
     label_trials
         Random substitution sets tried per text in ``"label"`` mode.
     targeted, seed, batch_size
@@ -130,6 +162,8 @@ class TextSynonymAttack(Attack):
         norm: str = "word-share",
         mode: Mode = "score",
         max_candidates: int = 50,
+        refine_positions: int | None = 8,
+        min_batch_texts: int = 64,
         label_trials: int = 200,
         targeted: bool = False,
         seed: int = 0,
@@ -139,6 +173,8 @@ class TextSynonymAttack(Attack):
         super().__init__(eps=eps, norm=norm, targeted=targeted, seed=seed, batch_size=batch_size)  # type: ignore[arg-type]
         self.mode = mode
         self.max_candidates = max_candidates
+        self.refine_positions = refine_positions
+        self.min_batch_texts = min_batch_texts
         self.label_trials = label_trials
         self.synonyms = synonyms
 
@@ -148,7 +184,9 @@ class TextSynonymAttack(Attack):
             raise AttackError(f"{self.name}: eps is a share of words in [0, 1], got {self.eps}")
         if self.mode not in ("score", "label"):
             raise AttackError(f"{self.name}: mode must be 'score' or 'label', got {self.mode!r}")
-        self._check_counts("max_candidates", "label_trials")
+        self._check_counts("max_candidates", "label_trials", "min_batch_texts")
+        if self.refine_positions is not None:
+            self._check_counts("refine_positions")
 
     def generate(  # type: ignore[override,misc]
         self,
@@ -292,28 +330,43 @@ class TextSynonymAttack(Attack):
         queries = len(deleted)
         order = [positions[k] for k in np.argsort(-importance, kind="stable")]
         chosen: dict[int, str] = {}
+        first_round: dict[int, float] = {}
         while len(chosen) < budget:
             best: tuple[float, int, str] | None = None
-            for position in order:
-                if position in chosen:
-                    continue
-                options = candidates[position]
-                trial = [tokens.substitute({**chosen, position: option}) for option in options]
+            remaining = [p for p in order if p not in chosen]
+            for group in _groups(remaining, candidates, self.min_batch_texts):
+                trial = [
+                    tokens.substitute({**chosen, position: option})
+                    for position in group
+                    for option in candidates[position]
+                ]
                 trial_proba = classifier.predict_proba(_batch(trial))
                 queries += len(trial)
-                losses = self._goal_loss(trial_proba, goal)
-                flipped = self._reached(trial_proba.argmax(axis=1), goal)
-                if flipped.any():
-                    pick = int(np.flatnonzero(flipped)[np.argmin(losses[flipped])])
-                    chosen[position] = options[pick]
-                    return chosen, queries
-                pick = int(np.argmin(losses))
-                if best is None or losses[pick] < best[0]:
-                    best = (float(losses[pick]), position, options[pick])
+                all_losses = self._goal_loss(trial_proba, goal)
+                all_flipped = self._reached(trial_proba.argmax(axis=1), goal)
+                start = 0
+                for position in group:  # in order of importance
+                    options = candidates[position]
+                    losses = all_losses[start : start + len(options)]
+                    flipped = all_flipped[start : start + len(options)]
+                    start += len(options)
+                    if flipped.any():
+                        pick = int(np.flatnonzero(flipped)[np.argmin(losses[flipped])])
+                        chosen[position] = options[pick]
+                        return chosen, queries
+                    pick = int(np.argmin(losses))
+                    if not chosen:
+                        first_round[position] = float(losses[pick])
+                    if best is None or losses[pick] < best[0]:
+                        best = (float(losses[pick]), position, options[pick])
             if best is None or best[0] >= loss_now:
                 break
             loss_now, position, word = best
             chosen[position] = word
+            if len(chosen) == 1 and self.refine_positions is not None:
+                # later rounds re-score only the words whose best swap helped most at first
+                order = sorted(first_round, key=lambda p: first_round[p])
+                order = order[: self.refine_positions + 1]
         return chosen, queries
 
     def _random_search(
