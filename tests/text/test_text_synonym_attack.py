@@ -82,6 +82,21 @@ def test_attack_takes_the_best_substitutions_up_to_the_budget() -> None:
     assert [s.replacement for s in result.substitutions[0]] == ["struggle", "firm"]
 
 
+def test_importance_search_visits_each_word_once_in_order() -> None:
+    model = WordWeights({"fight": 1.5, "strong": 1.5, "struggle": -0.1, "firm": -0.2})
+    text = TOY_TEXT + " " + " ".join(["and"] * 20)
+    greedy = TextSynonymAttack(synonyms=TOY_TABLE).generate(model, [text], np.array([1]))
+    ordered = TextSynonymAttack(synonyms=TOY_TABLE, search="importance").generate(
+        model, [text], np.array([1])
+    )
+
+    assert ordered.success.tolist() == [True]
+    assert ordered.x_adv[0] == greedy.x_adv[0]
+    # 1 clean + 3 deletions + fight's 3 + strong's 2 candidates + 1 final; greedy re-scores
+    assert ordered.queries.tolist() == [10]
+    assert greedy.queries[0] > ordered.queries[0]
+
+
 def test_a_budget_below_one_word_changes_nothing() -> None:
     model = WordWeights({"fight": 2.0, "battle": -3.0})
     text = "We fight for a strong nation"  # 6 words: floor(0.05 * 6) = 0
@@ -140,6 +155,7 @@ def test_same_seed_same_result_other_seed_other_search(
     [
         ({"eps": 1.5}, "share of words"),
         ({"mode": "gradient"}, "mode must be"),
+        ({"search": "beam"}, "search must be"),
         ({"max_candidates": 0}, "max_candidates must be"),
     ],
 )

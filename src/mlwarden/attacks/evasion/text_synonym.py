@@ -15,7 +15,9 @@ replacement from the synonym table for the part of speech the word has in contex
   are tried first, so flips come early). Rounds repeat until success, the budget, or no
   substitution helps. With a budget of ``k`` words the best-first choice is what maximises
   the loss drop of a linear model (whose word effects add up); rounds after the first re-score
-  only the ``refine_positions`` most promising words of the first round.
+  only the ``refine_positions`` most promising words of the first round. ``search=
+  "importance"`` instead visits each word once in order of importance and keeps its best swap
+  (TextFooler's greedy), one batched call per word: fewer queries, lower success.
 * ``mode="label"`` (predicted labels only): without scores there is no importance ranking;
   seeded random search draws ``label_trials`` sets of budget-sized substitutions at once,
   queries them in one batch, keeps the first that flips the label and then drops each
@@ -43,6 +45,7 @@ from mlwarden.models.base import Classifier
 __all__ = ["Substitution", "TextAttackResult", "TextSynonymAttack", "word_budget"]
 
 Mode = Literal["score", "label"]
+Search = Literal["greedy", "importance"]
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,11 @@ class TextSynonymAttack(Attack):
     mode
         ``"score"`` (probabilities, importance-ordered greedy) or ``"label"`` (labels only,
         seeded random search).
+    search
+        In ``"score"`` mode: ``"greedy"`` (every round re-scores the words and keeps the best
+        swap; strongest) or ``"importance"`` (TextFooler: visit the words once in order of
+        deletion importance, keeping each word's best swap; one model call per word, fewest
+        queries).
     max_candidates
         Synonyms tried per word (the table's first ones for the word's part of speech).
     refine_positions
@@ -161,9 +169,10 @@ class TextSynonymAttack(Attack):
         eps: float = 0.05,
         norm: str = "word-share",
         mode: Mode = "score",
+        search: Search = "greedy",
         max_candidates: int = 50,
         refine_positions: int | None = 8,
-        min_batch_texts: int = 64,
+        min_batch_texts: int = 256,
         label_trials: int = 200,
         targeted: bool = False,
         seed: int = 0,
@@ -172,6 +181,7 @@ class TextSynonymAttack(Attack):
     ) -> None:
         super().__init__(eps=eps, norm=norm, targeted=targeted, seed=seed, batch_size=batch_size)  # type: ignore[arg-type]
         self.mode = mode
+        self.search = search
         self.max_candidates = max_candidates
         self.refine_positions = refine_positions
         self.min_batch_texts = min_batch_texts
@@ -184,6 +194,10 @@ class TextSynonymAttack(Attack):
             raise AttackError(f"{self.name}: eps is a share of words in [0, 1], got {self.eps}")
         if self.mode not in ("score", "label"):
             raise AttackError(f"{self.name}: mode must be 'score' or 'label', got {self.mode!r}")
+        if self.search not in ("greedy", "importance"):
+            raise AttackError(
+                f"{self.name}: search must be 'greedy' or 'importance', got {self.search!r}"
+            )
         self._check_counts("max_candidates", "label_trials", "min_batch_texts")
         if self.refine_positions is not None:
             self._check_counts("refine_positions")
@@ -330,6 +344,25 @@ class TextSynonymAttack(Attack):
         queries = len(deleted)
         order = [positions[k] for k in np.argsort(-importance, kind="stable")]
         chosen: dict[int, str] = {}
+        if self.search == "importance":
+            for position in order:
+                if len(chosen) >= budget:
+                    break
+                options = candidates[position]
+                trial = [tokens.substitute({**chosen, position: option}) for option in options]
+                trial_proba = classifier.predict_proba(_batch(trial))
+                queries += len(trial)
+                losses = self._goal_loss(trial_proba, goal)
+                flipped = self._reached(trial_proba.argmax(axis=1), goal)
+                if flipped.any():
+                    pick = int(np.flatnonzero(flipped)[np.argmin(losses[flipped])])
+                    chosen[position] = options[pick]
+                    break
+                pick = int(np.argmin(losses))
+                if losses[pick] < loss_now:
+                    chosen[position] = options[pick]
+                    loss_now = float(losses[pick])
+            return chosen, queries
         first_round: dict[int, float] = {}
         while len(chosen) < budget:
             best: tuple[float, int, str] | None = None
