@@ -53,7 +53,7 @@ def greedy_peer(
         label = int(label)
         tokens = tokenize(text)
         budget = word_budget(len(tokens), eps)
-        candidates = helper._candidates(tokens, table)
+        candidates = helper.candidates(tokens, table)
         now = prob(text, label)
         used = 1
         importance = {}

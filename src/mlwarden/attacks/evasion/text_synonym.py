@@ -275,8 +275,13 @@ class TextSynonymAttack(Attack):
 
     # --- one text -----------------------------------------------------------------------------
 
-    def _candidates(self, tokens: TokenizedText, table: SynonymTable) -> dict[int, list[str]]:
-        """Eligible positions and their case-matched candidates, in position order."""
+    def candidates(self, tokens: TokenizedText, table: SynonymTable) -> dict[int, list[str]]:
+        """Eligible word positions and their case-matched candidates, in position order.
+
+        Eligible: not a stop word, not a named entity, at least 3 letters, with synonyms for
+        the part of speech :meth:`SynonymTable.guess_pos` gives it (the first
+        ``max_candidates``). Defences that train on substitutions draw from the same lists.
+        """
         out: dict[int, list[str]] = {}
         lowered = [w.lower() for w in tokens.words]
         for index, word in enumerate(tokens.words):
@@ -334,7 +339,7 @@ class TextSynonymAttack(Attack):
         budget: int,
         proba: np.ndarray,
     ) -> tuple[dict[int, str], int]:
-        candidates = self._candidates(tokens, table)
+        candidates = self.candidates(tokens, table)
         if not candidates:
             return {}, 0
         positions = list(candidates)
@@ -411,7 +416,7 @@ class TextSynonymAttack(Attack):
         budget: int,
         rng: np.random.Generator,
     ) -> tuple[dict[int, str], int]:
-        candidates = self._candidates(tokens, table)
+        candidates = self.candidates(tokens, table)
         if not candidates:
             return {}, 0
         positions = list(candidates)
