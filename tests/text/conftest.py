@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mlwarden.data.text import TextDataset, load_text_builtin
+from mlwarden.models import Classifier, SklearnClassifier
 from mlwarden.models.text import (
     SklearnTextClassifier,
     TorchTextClassifier,
@@ -34,6 +35,16 @@ def embedding_model(speeches: tuple[TextDataset, TextDataset]) -> TorchTextClass
 
 @pytest.fixture(scope="session")
 def speech_sample(speeches: tuple[TextDataset, TextDataset]) -> TextDataset:
-    """Twelve test paragraphs (fixed), for the attack tests."""
+    """Twelve test paragraphs of both parties (fixed), for the attack tests."""
     _, test = speeches
-    return test.subset(np.arange(0, 240, 20))
+    return test.subset(np.linspace(0, len(test) - 1, 12).astype(np.int64))
+
+
+@pytest.fixture
+def tiny_tensor_classifier() -> Classifier:
+    """A fitted scikit-learn model over 4 numeric features: not a text model."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.random.default_rng(0).random((20, 4)).astype(np.float32)
+    y = (x[:, 0] > 0.5).astype(np.int64)
+    return SklearnClassifier(LogisticRegression().fit(x, y), input_shape=(4,))

@@ -105,6 +105,8 @@ class Attack(ABC):
     name: ClassVar[str]
     needs_gradients: ClassVar[bool] = True
     supported_norms: ClassVar[tuple[str, ...]] = NORMS
+    #: The input modalities the attack works on: ``"tensor"`` (images, tabular) or ``"text"``.
+    modalities: ClassVar[tuple[str, ...]] = ("tensor",)
 
     def __init__(
         self,
