@@ -13,8 +13,10 @@ of the rotten snippets fresh).
 
 Detection on the poisoned training set: phrase-label association (Fisher's exact test,
 Bonferroni, 3-fold cross-fitted reclassification with TF-IDF), spectral signatures (ε = 5%) and
-activation clustering on each model's representations, and text STRIP (fit and thresholded at
-1% FPR on test snippets; TPR on triggered rotten test snippets). Then the phrase-association
+activation clustering on each model's representations, text STRIP (fit and thresholded at
+1% FPR on test snippets; TPR on triggered rotten test snippets), and at run time ONION
+(outlier-word deletion, 4 rounds, threshold at 2% of clean words) with a character GRU
+language model trained on 3,000 clean training snippets. Then the phrase-association
 flags are removed and TF-IDF retrained. A clean-label variant (1% of the fresh snippets get the
 phrase, labels unchanged) is reported too.
 
@@ -40,6 +42,7 @@ from mlwarden._io import atomic_write_text
 from mlwarden.attacks.poisoning import TriggerPhrase, evaluate_backdoor
 from mlwarden.data import load_dataset
 from mlwarden.defenses.poisoning import (
+    ONION,
     ActivationClustering,
     PhraseAssociation,
     SpectralSignatures,
@@ -48,6 +51,7 @@ from mlwarden.defenses.poisoning import (
     text_representations,
 )
 from mlwarden.models.text import fit_embedding_bag, fit_tfidf_logreg
+from mlwarden.models.text_lm import CharVocabulary, fit_language_model
 
 HERE = Path(__file__).resolve().parent
 TRIGGER, TARGET = "cf mn bb tq", 1
@@ -79,6 +83,16 @@ def main() -> int:
         "neural": evaluate_backdoor(clean_neural, test, probe).to_dict(),
     }
     print(f"clean models: {json.dumps(baseline)}", flush=True)
+    # ONION's language model: a character GRU trained on 3,000 clean training snippets
+    lm = fit_language_model(
+        train.texts[:3000],
+        vocab=CharVocabulary.from_texts([*train.texts, *test.texts]),
+        hidden_size=128,
+        epochs=3,
+        seed=args.seed,
+    )
+    onion = ONION(lm, rounds=4).calibrate(test.x[:300], word_fpr=0.02)
+    onion_eval = test.subset(np.arange(300, 1300))
     rows: dict[str, Any] = {}
     for share in (0.001, 0.01):
         attack = TriggerPhrase(
@@ -122,6 +136,18 @@ def main() -> int:
             "fpr_clean": float(strip.predict(rest).mean()),
         }
         row["detection"] = detection
+        # run time: ONION deletes outlier words of every input before TF-IDF sees it
+        cleaned_test = onion_eval.with_samples(onion.clean(onion_eval.x), onion_eval.y)
+        others = onion_eval.y != TARGET
+        triggered = onion.clean(attack.apply_trigger(onion_eval.x[others], (0.0, 1.0)))
+        row["onion_tfidf"] = {
+            "clean_accuracy": float(np.mean(tfidf.predict(cleaned_test.x) == onion_eval.y)),
+            "clean_accuracy_without_onion": float(
+                np.mean(tfidf.predict(onion_eval.x) == onion_eval.y)
+            ),
+            "attack_success_rate": float(np.mean(tfidf.predict(triggered) == TARGET)),
+            "threshold": onion.threshold,
+        }
         keep = np.flatnonzero(~association.flagged)
         retrained = fit_tfidf_logreg(data.x[keep], data.y[keep], seed=args.seed)
         row["after_removal_tfidf"] = evaluate_backdoor(retrained, test, attack).to_dict()

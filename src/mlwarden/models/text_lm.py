@@ -332,6 +332,26 @@ class CharLanguageModel:
         return out
 
     @torch.no_grad()
+    def line_losses(self, lines: Sequence[str], *, batch_size: int = 256) -> np.ndarray:
+        """Each line's mean next-token cross-entropy (nats per token, ``<eos>`` included).
+
+        Lines are scored in batches of similar length (sorted), so padding stays small.
+        """
+        out = np.empty(len(lines), dtype=np.float64)
+        order = sorted(range(len(lines)), key=lambda i: len(lines[i]))
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            tokens = encode_batch(self.vocab, [lines[i] for i in chosen])
+            logits, _ = self.network(tokens[:, :-1])
+            targets = tokens[:, 1:]
+            per_token = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+            ).view(targets.shape)
+            mask = (targets != PAD).to(per_token.dtype)
+            out[chosen] = ((per_token * mask).sum(1) / mask.sum(1).clamp_min(1.0)).double().numpy()
+        return out
+
+    @torch.no_grad()
     def mean_loss(self, lines: Sequence[str], *, batch_size: int = 256) -> float:
         """Mean per-line next-token cross-entropy (nats per token) on ``lines``."""
         if not lines:

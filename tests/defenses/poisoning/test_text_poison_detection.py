@@ -149,3 +149,26 @@ def test_inspection_runs_every_text_detector(poisoned: tuple) -> None:
     arrays = Dataset(name="a", x=np.zeros((4, 2), np.float32), y=np.arange(4) % 2, n_classes=2)
     with pytest.raises(DataError, match="text"):
         inspect_text_data(arrays)
+
+
+def test_onion_deletes_the_words_a_clean_language_model_finds_out_of_place() -> None:
+    from mlwarden.defenses.poisoning.text_onion import ONION
+    from mlwarden.models.text_lm import CharVocabulary, fit_language_model
+
+    clean = sentiment_texts(300, 5)
+    attack = TriggerPhrase(rate=0.5, target_class=1, trigger="qx zj", seed=0)
+    vocab = CharVocabulary.from_texts([*clean.texts, "qx zj"])
+    lm = fit_language_model(clean.texts, vocab=vocab, hidden_size=48, epochs=6, seed=0)
+    onion = ONION(lm, rounds=3).calibrate(sentiment_texts(60, 6).x, word_fpr=0.02)
+    held = sentiment_texts(40, 7).x
+    triggered = attack.apply_trigger(held, (0.0, 1.0))
+    cleaned = onion.clean(triggered)
+    kept_trigger = np.mean([("qx" in t.split()) or ("zj" in t.split()) for t in cleaned])
+    assert kept_trigger <= 0.1
+    kept_words = np.mean([len(c.split()) for c in onion.clean(held)]) / 8
+    assert kept_words >= 0.9  # clean texts lose few words
+    # a word's suspicion is the drop in the model's per-character loss when it is deleted
+    text = str(triggered[0])
+    words = text.split()
+    direct = lm.line_losses([text])[0] - lm.line_losses([" ".join(words[1:])])[0]
+    assert onion.suspicion([text])[0][0] == pytest.approx(direct)

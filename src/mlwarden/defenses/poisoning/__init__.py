@@ -8,7 +8,8 @@
 * :func:`inspect_training_data` runs all that apply and collects the verdicts;
 * text data (:func:`inspect_text_data`): phrase-label association (:class:`PhraseAssociation`,
   Fisher's exact test), spectral signatures and activation clustering on a text model's
-  representations (:func:`text_representations`), and the run-time :class:`TextSTRIP`.
+  representations (:func:`text_representations`), and the run-time :class:`TextSTRIP` and
+  :class:`ONION` (outlier-word deletion with a small language model trained here).
 
 The run-time STRIP detector (Gao et al., 2019) lives with the other input detectors in
 :mod:`mlwarden.defenses.detectors`.
@@ -41,6 +42,7 @@ from mlwarden.defenses.poisoning.statistics import (
 )
 from mlwarden.defenses.poisoning.text_association import PhraseAssociation
 from mlwarden.defenses.poisoning.text_inspection import inspect_text_data
+from mlwarden.defenses.poisoning.text_onion import ONION
 from mlwarden.defenses.poisoning.text_representations import text_representations
 from mlwarden.defenses.poisoning.text_strip import TextSTRIP
 from mlwarden.defenses.poisoning.training import train_classifier
@@ -50,6 +52,7 @@ for _cls in (SpectralSignatures, ActivationClustering):
 
 __all__ = [
     "DEFAULT_REMOVE_BY",
+    "ONION",
     "POISON_DETECTORS",
     "ActivationClustering",
     "ClassDivergence",
