@@ -447,7 +447,8 @@ class TextSynonymAttack(Attack):
                     for k in sorted(picked)
                 }
             )
-        labels = classifier.predict(_batch([tokens.substitute(t) for t in trials]))
+        # label-only: of the model's answer only the arg-max (the label) is used
+        labels = _variants(classifier, tokens, trials).argmax(axis=1)
         queries = len(trials)
         hits = np.flatnonzero(self._reached(labels, goal))
         if not len(hits):
@@ -456,6 +457,6 @@ class TextSynonymAttack(Attack):
         for position in sorted(chosen):  # drop the substitutions the flip does not need
             reduced = {p: w for p, w in chosen.items() if p != position}
             queries += 1
-            if self._reached(classifier.predict(_batch([tokens.substitute(reduced)])), goal)[0]:
+            if self._reached(_variants(classifier, tokens, [reduced]).argmax(axis=1), goal)[0]:
                 chosen = reduced
         return chosen, queries
