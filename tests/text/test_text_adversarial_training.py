@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -66,8 +67,16 @@ def test_bad_trainer_settings_are_named(
 
 
 def test_cli_hardens_a_text_model(
-    tfidf_model: SklearnTextClassifier, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tfidf_model: SklearnTextClassifier,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # the wiring is under test, not the training: a light trainer keeps the test short
+    from mlwarden.defenses.training import text_adversarial
+
+    light = functools.partial(TextAdversarialTrainer, copies=1, attack_samples=10)
+    monkeypatch.setattr(text_adversarial, "TextAdversarialTrainer", light)
     model = save_text_model(tfidf_model, tmp_path / "speeches.skops")
     out = tmp_path / "hardened.skops"
     code = main(

@@ -114,3 +114,18 @@ def test_text_model_without_vocabulary_is_named(
 def test_wrong_suffix_is_named(tfidf_model: SklearnTextClassifier, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"saved as \.skops"):
         save_text_model(tfidf_model, tmp_path / "model.pt2")
+
+
+def test_variants_from_token_ids_equal_the_rebuilt_texts(
+    embedding_model: TorchTextClassifier, speeches: tuple[TextDataset, TextDataset]
+) -> None:
+    from mlwarden.data.text import tokenize
+
+    tokens = tokenize(speeches[1].texts[3])
+    variants = [{}, {2: ""}, {5: "struggle", 7: ""}, {0: "Zzzunknown", 1: "Nation"}]
+    fast = embedding_model.predict_proba_variants(tokens, variants)
+    slow = embedding_model.predict_proba(
+        np.array([tokens.substitute(v) for v in variants], dtype=object)
+    )
+
+    np.testing.assert_allclose(fast, slow, atol=1e-6)

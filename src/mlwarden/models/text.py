@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from torch import nn
 
 from mlwarden._io import atomic_write_text, atomic_write_with
 from mlwarden.data.text.dataset import as_text_array
-from mlwarden.data.text.tokens import tokenize
+from mlwarden.data.text.tokens import TokenizedText, tokenize
 from mlwarden.errors import ConfigError, DataError, ModelError
 from mlwarden.models.base import Classifier
 from mlwarden.models.loading import (
@@ -71,6 +71,19 @@ class TextClassifier(Classifier):
     def check_inputs(self, x: Any) -> np.ndarray:
         """``x`` as a 1-D object array of strings, or :class:`DataError` naming what is wrong."""
         return as_text_array(x, source="text classifier inputs")
+
+    def predict_proba_variants(
+        self, tokens: TokenizedText, variants: Sequence[Mapping[int, str]]
+    ) -> np.ndarray:
+        """Probabilities of ``tokens`` with each mapping of word positions to new words.
+
+        ``""`` deletes the word. Equal to ``predict_proba`` of the rebuilt texts; models that
+        read words (:class:`TorchTextClassifier`) answer without re-tokenizing, which is what
+        makes word-substitution attacks fast.
+        """
+        texts = np.empty(len(variants), dtype=object)
+        texts[:] = [tokens.substitute(v) for v in variants]
+        return self.predict_proba(texts)
 
     def accuracy(self, texts: Sequence[str] | np.ndarray, labels: np.ndarray) -> float:
         """Share of ``texts`` whose predicted label equals ``labels``."""
@@ -142,6 +155,11 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.words)
 
+    def id_of(self, word: str) -> int:
+        """The id of ``word`` (lower-cased); 1 for unknown words."""
+        index: dict[str, int] = self._index  # type: ignore[attr-defined]
+        return index.get(word.lower(), _UNK)
+
     def encode(self, texts: Sequence[str] | np.ndarray) -> torch.Tensor:
         """Token ids, ``(n, longest)`` padded with 0 and cut at ``max_length`` words."""
         index: dict[str, int] = self._index  # type: ignore[attr-defined]
@@ -198,9 +216,46 @@ class TorchTextClassifier(TextClassifier):
         return self._inference(ids.to(self.device))
 
     def _predict_proba_batch(self, x: np.ndarray) -> np.ndarray:
+        return self._proba(self.vocabulary.encode(x))
+
+    def _proba(self, ids: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
-            logits = self.logits_for_ids(self.vocabulary.encode(x))
-            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+            logits = self.logits_for_ids(ids)
+            return torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float32)
+
+    def predict_proba_variants(
+        self, tokens: TokenizedText, variants: Sequence[Mapping[int, str]]
+    ) -> np.ndarray:
+        """Like the base method, from token ids: no text is rebuilt or re-tokenized.
+
+        Substituted words are looked up in the vocabulary, deleted words removed before the
+        ``max_length`` cut, exactly as :meth:`Vocabulary.encode` would do on the rebuilt text.
+        """
+        vocab = self.vocabulary
+        base = np.array([vocab.id_of(w) for w in tokens.words], dtype=np.int64)
+        rows: list[np.ndarray] = []
+        for variant in variants:
+            ids = base.copy()
+            dropped = []
+            for position, word in variant.items():
+                if word:
+                    ids[position] = vocab.id_of(word)
+                else:
+                    dropped.append(position)
+            if dropped:
+                ids = np.delete(ids, dropped)
+            rows.append(ids[: vocab.max_length])
+        if not rows:
+            return np.zeros((0, self.n_classes), dtype=np.float32)
+        width = max(1, *(len(r) for r in rows))
+        batch = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            batch[i, : len(row)] = row
+        parts = [
+            self._proba(torch.from_numpy(batch[i : i + self.batch_size]))
+            for i in range(0, len(batch), self.batch_size)
+        ]
+        return np.concatenate(parts)
 
 
 def _check_training_data(

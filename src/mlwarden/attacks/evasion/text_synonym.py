@@ -120,6 +120,21 @@ def _groups(
     return groups
 
 
+def _variants(
+    classifier: Classifier, tokens: TokenizedText, variants: list[dict[int, str]]
+) -> np.ndarray:
+    """Probabilities of ``tokens`` with each set of word replacements (``""`` deletes a word).
+
+    A text classifier may answer from the words directly
+    (:meth:`~mlwarden.models.text.TextClassifier.predict_proba_variants`) instead of
+    re-tokenizing every candidate text; any other gets the rebuilt strings.
+    """
+    fast = getattr(classifier, "predict_proba_variants", None)
+    if fast is not None:
+        return np.asarray(fast(tokens, variants))
+    return classifier.predict_proba(_batch([tokens.substitute(v) for v in variants]))
+
+
 def word_budget(n_words: int, eps: float) -> int:
     """How many of ``n_words`` words may change: ``floor(eps * n_words)`` (rounding-safe)."""
     return math.floor(eps * n_words + 1e-9)
@@ -343,9 +358,9 @@ class TextSynonymAttack(Attack):
         if not candidates:
             return {}, 0
         positions = list(candidates)
-        deleted = [tokens.substitute({p: ""}) for p in positions]
+        deleted: list[dict[int, str]] = [{p: ""} for p in positions]
         loss_now = float(self._goal_loss(proba, goal)[0])
-        importance = loss_now - self._goal_loss(classifier.predict_proba(_batch(deleted)), goal)
+        importance = loss_now - self._goal_loss(_variants(classifier, tokens, deleted), goal)
         queries = len(deleted)
         order = [positions[k] for k in np.argsort(-importance, kind="stable")]
         chosen: dict[int, str] = {}
@@ -354,8 +369,8 @@ class TextSynonymAttack(Attack):
                 if len(chosen) >= budget:
                     break
                 options = candidates[position]
-                trial = [tokens.substitute({**chosen, position: option}) for option in options]
-                trial_proba = classifier.predict_proba(_batch(trial))
+                trial = [{**chosen, position: option} for option in options]
+                trial_proba = _variants(classifier, tokens, trial)
                 queries += len(trial)
                 losses = self._goal_loss(trial_proba, goal)
                 flipped = self._reached(trial_proba.argmax(axis=1), goal)
@@ -374,11 +389,11 @@ class TextSynonymAttack(Attack):
             remaining = [p for p in order if p not in chosen]
             for group in _groups(remaining, candidates, self.min_batch_texts):
                 trial = [
-                    tokens.substitute({**chosen, position: option})
+                    {**chosen, position: option}
                     for position in group
                     for option in candidates[position]
                 ]
-                trial_proba = classifier.predict_proba(_batch(trial))
+                trial_proba = _variants(classifier, tokens, trial)
                 queries += len(trial)
                 all_losses = self._goal_loss(trial_proba, goal)
                 all_flipped = self._reached(trial_proba.argmax(axis=1), goal)
@@ -432,7 +447,8 @@ class TextSynonymAttack(Attack):
                     for k in sorted(picked)
                 }
             )
-        labels = classifier.predict(_batch([tokens.substitute(t) for t in trials]))
+        # label-only: of the model's answer only the arg-max (the label) is used
+        labels = _variants(classifier, tokens, trials).argmax(axis=1)
         queries = len(trials)
         hits = np.flatnonzero(self._reached(labels, goal))
         if not len(hits):
@@ -441,6 +457,6 @@ class TextSynonymAttack(Attack):
         for position in sorted(chosen):  # drop the substitutions the flip does not need
             reduced = {p: w for p, w in chosen.items() if p != position}
             queries += 1
-            if self._reached(classifier.predict(_batch([tokens.substitute(reduced)])), goal)[0]:
+            if self._reached(_variants(classifier, tokens, [reduced]).argmax(axis=1), goal)[0]:
                 chosen = reduced
         return chosen, queries

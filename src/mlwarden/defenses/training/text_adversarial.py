@@ -7,11 +7,13 @@ Two ingredients, run in this order:
    word, no named entity, with POS-filtered synonyms) is swapped for a random synonym with
    probability ``rate``.
 2. **Adversarial examples** (Ren et al. 2019 and Jin et al. 2020 retrain on their attacks'
-   outputs): for ``rounds`` rounds, :class:`~mlwarden.attacks.evasion.text_synonym.
-   TextSynonymAttack` attacks up to ``attack_samples`` training texts the current model gets
-   right, with a budget of ``train_eps`` of the words, and every successful adversarial text
-   joins the training set with its true label (``adversarial_copies`` times); the model is
-   refitted.
+   outputs): for ``rounds`` rounds, the training texts are split in two halves; a model
+   fitted (with augmentation) on one half is attacked by :class:`~mlwarden.attacks.evasion.
+   text_synonym.TextSynonymAttack` on up to ``attack_samples / 2`` texts of the other half it
+   gets right, with a budget of ``train_eps`` of the words, and the other way round (out of
+   fold: a model attacked on the texts it fitted is rarely fooled). Every successful
+   adversarial text joins the training set with its true label (``adversarial_copies``
+   times) and the model is refitted.
 
 The model is refitted from scratch with its own recipe: a scikit-learn pipeline is cloned
 (same hyperparameters), a PyTorch mean-embedding model is trained anew with the same embedding
@@ -121,7 +123,7 @@ class TextAdversarialTrainer:
     rate: float = 0.3
     rounds: int = 1
     train_eps: float = 0.1
-    attack_samples: int = 400
+    attack_samples: int = 200
     adversarial_copies: int = 3
     seed: int = 0
     record_: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
@@ -153,22 +155,46 @@ class TextAdversarialTrainer:
         attack = TextSynonymAttack(eps=self.train_eps, synonyms=table, search="importance")
         rng = np.random.default_rng(self.seed)
         for round_index in range(self.rounds):
-            correct = np.flatnonzero(model.predict(train.x) == train.y)
-            if not len(correct) or not self.attack_samples:
+            if not self.attack_samples:
                 break
-            pick = np.sort(
-                rng.choice(correct, size=min(self.attack_samples, len(correct)), replace=False)
-            )
-            result = attack.generate(model, train.x[pick], train.y[pick])
-            found = [str(t) for t in result.x_adv[result.success]]
-            found_labels = train.y[pick][result.success]
+            # out-of-fold: each half of the training texts is attacked through a model fitted
+            # (with augmentation) on the other half, since a model attacked on the very texts
+            # it fitted is rarely fooled and yields no examples to learn from
+            order = rng.permutation(len(train))
+            halves = (np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :]))
+            per_half = max(1, self.attack_samples // 2)
+            found: list[str] = []
+            found_labels: list[int] = []
+            attacked = 0
+            successes = 0
+            for fit_idx, attack_idx in (halves, halves[::-1]):
+                fold_texts, fold_labels = synonym_augment(
+                    [str(t) for t in train.x[fit_idx]],
+                    train.y[fit_idx],
+                    copies=self.copies,
+                    rate=self.rate,
+                    seed=self.seed + round_index + 1,
+                    synonyms=table,
+                )
+                fold_model = _refit(classifier, fold_texts, fold_labels, self.seed)
+                correct = attack_idx[fold_model.predict(train.x[attack_idx]) == train.y[attack_idx]]
+                if not len(correct):
+                    continue
+                pick = np.sort(rng.choice(correct, size=min(per_half, len(correct)), replace=False))
+                result = attack.generate(fold_model, train.x[pick], train.y[pick])
+                attacked += len(pick)
+                successes += int(result.success.sum())
+                found += [str(t) for t in result.x_adv[result.success]]
+                found_labels += [int(v) for v in train.y[pick][result.success]]
             texts = texts + found * self.adversarial_copies
-            labels = np.concatenate([labels, np.tile(found_labels, self.adversarial_copies)])
+            labels = np.concatenate(
+                [labels, np.tile(np.asarray(found_labels, dtype=np.int64), self.adversarial_copies)]
+            )
             record["rounds"].append(
                 {
                     "round": round_index + 1,
-                    "attacked": len(pick),
-                    "attack_success_rate": result.success_rate,
+                    "attacked": attacked,
+                    "attack_success_rate": successes / attacked if attacked else 0.0,
                     "adversarial_texts_added": len(found),
                 }
             )
