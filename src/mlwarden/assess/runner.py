@@ -16,6 +16,7 @@ from mlwarden.assess.config import AssessConfig, Gate
 from mlwarden.assess.detection import resolve_train_data, run_detection
 from mlwarden.assess.evasion import plan_attacks, run_evasion
 from mlwarden.assess.masking import MASKING_PREFIX
+from mlwarden.assess.text import assess_text, is_text_model, text_steps
 from mlwarden.data.dataset import Dataset
 from mlwarden.errors import ConfigError, DataError
 from mlwarden.models import to_white_box
@@ -36,6 +37,8 @@ def count_steps(
     (representations, spectral signatures, activation clustering); privacy and extraction add
     one per attack and per output policy.
     """
+    if is_text_model(classifier):
+        return text_steps(config)
     names, _ = plan_attacks(config, classifier)
     # the attacks at every ε, clean accuracy, and the masking diagnostics (checks, the probe
     # and, for white-box models, the convergence re-attack)
@@ -50,6 +53,7 @@ def count_steps(
         steps += int(privacy["inversion"] and classifier.differentiable)
     if isinstance(config.extraction, dict):
         steps += len(config.extraction["policies"])
+    steps += int(isinstance(config.memorization, dict))
     if train_data_given and config.poisoning is not False:
         steps += 6 if classifier.differentiable else 3
     return steps
@@ -212,6 +216,15 @@ def assess(
         Findings of checks run outside this function (the supply-chain section), appended to
         the report's findings.
     """
+    if is_text_model(classifier):  # text models: the synonym-substitution check (assess/text.py)
+        return assess_text(
+            classifier,
+            data,
+            config,
+            on_step=on_step,
+            extra_findings=extra_findings,
+            evaluate_gates=evaluate_gates,
+        )
     _check_compatible(classifier, data)
     classifier, conversion, conversion_finding = white_box_view(classifier, data, config)
     poisoning_data = train_data if config.poisoning is not False else None  # given: inspect it
@@ -298,6 +311,13 @@ def assess(
         findings.extend(privacy.findings)
         metrics.update(privacy.metrics)
         sections["privacy"] = privacy.section
+    if isinstance(config.memorization, dict):  # the text generator named in the config
+        from mlwarden.assess.memorization import run_memorization
+
+        memorization = run_memorization(config.memorization, seed=config.seed, on_step=on_step)
+        findings.extend(memorization.findings)
+        metrics.update(memorization.metrics)
+        sections["memorization"] = memorization.section
     if isinstance(config.extraction, dict):
         from mlwarden.assess.extraction import run_extraction
 

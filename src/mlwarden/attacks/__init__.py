@@ -10,10 +10,21 @@ from mlwarden.attacks.evasion import (
     APGDTargeted,
     HopSkipJump,
     SquareAttack,
+    TextSynonymAttack,
 )
 from mlwarden.attacks.registry import attack_names, get_attack, register
 
-for _cls in (FGSM, PGD, APGD, APGDDLR, APGDTargeted, FMN, SquareAttack, HopSkipJump):
+for _cls in (
+    FGSM,
+    PGD,
+    APGD,
+    APGDDLR,
+    APGDTargeted,
+    FMN,
+    SquareAttack,
+    HopSkipJump,
+    TextSynonymAttack,
+):
     register(_cls.name, _cls)
 
 __all__ = [
@@ -27,6 +38,7 @@ __all__ = [
     "AttackResult",
     "HopSkipJump",
     "SquareAttack",
+    "TextSynonymAttack",
     "attack_names",
     "get_attack",
     "register",

@@ -63,6 +63,26 @@ def _run(
     recorder.model(result.model_path, data_files=[data, val_data])
 
 
+def _is_text_data(data: str) -> bool:
+    from mlwarden.data.text import TEXT_DATASETS
+
+    return data.startswith("builtin:") and data.split(":")[1] in TEXT_DATASETS
+
+
+def _harden_text(
+    model: str, data: str, eps: float, out: Path, eval_samples: int, seed: int
+) -> None:
+    from mlwarden.defenses.training.text_adversarial import harden_text_model
+
+    record = harden_text_model(model, data, eps=eps, out=out, eval_samples=eval_samples, seed=seed)
+    before, after = record["before"], record["after"]
+    for key in before:
+        console.print(
+            f"{key.replace('_', ' ')}: {before[key]:.1%} → {after[key]:.1%}", highlight=False
+        )
+    console.print(f"wrote [bold]{out}[/] (record in {out.name}.mlwarden.json)")
+
+
 @app.command("adversarial")
 def adversarial(
     model: str = typer.Option(..., "--model", "-m", help=_MODEL_HELP),
@@ -87,7 +107,15 @@ def adversarial(
     label_column: str = LABEL_COLUMN,
     registry: str | None = REGISTRY_OPTION,
 ) -> None:
-    """Adversarially train a model (PGD or TRADES) and write it with its record and curve."""
+    """Adversarially train a model (PGD or TRADES) and write it with its record and curve.
+
+    For a text model (.skops or .pt2 saved by mlwarden) on text data, --eps is the share of
+    words the synonym attack may change, and training is synonym augmentation plus rounds of
+    the attack (defenses/training/text_adversarial.py).
+    """
+    if _is_text_data(data):
+        _harden_text(model, data, eps, out, eval_samples, seed)
+        return
     from mlwarden.defenses.training import AdversarialTrainer
 
     trainer = AdversarialTrainer(

@@ -15,6 +15,7 @@ __all__ = [
     "accuracy_vs_eps_png",
     "adversarial_examples_png",
     "certified_accuracy_png",
+    "exposure_png",
     "extraction_png",
     "inversion_grid_png",
     "membership_roc_png",
@@ -219,4 +220,32 @@ def extraction_png(runs: dict[str, dict[str, Any]], *, title: str | None = None)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title or "Model extraction: surrogate vs queries")
+    return _to_png(fig)
+
+
+def exposure_png(
+    series: dict[str, dict[int, float]], *, max_exposure: float, baseline: float
+) -> bytes:
+    """Canary exposure (bits) against repetitions, one line per model, with the two bounds.
+
+    ``series`` maps a label (``"no DP"``, ``"DP-SGD ε=8"``) to ``{repetitions: exposure}``;
+    ``max_exposure`` is ``log2 |R|`` and ``baseline`` the exposure of a never-seen secret.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for label, points in series.items():
+        counts = sorted(points)
+        ax.plot(counts, [points[c] for c in counts], marker="o", label=label)
+    ax.axhline(max_exposure, color="black", linestyle="--", linewidth=1, label="log2 |R| (rank 1)")
+    ax.axhline(baseline, color="grey", linestyle=":", linewidth=1, label="never-seen secret")
+    ax.set_xscale("symlog", linthresh=1)
+    counts = sorted({c for points in series.values() for c in points})
+    ax.set_xticks(counts)
+    ax.set_xticklabels([str(c) for c in counts])
+    ax.set_xlim(-0.2, max(counts) * 1.3 if counts else 1)
+    ax.set_xlabel("repetitions of the canary in the training text")
+    ax.set_ylabel("exposure (bits)")
+    ax.set_ylim(-0.5, max_exposure + 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("Canary exposure (Carlini et al. 2019)")
     return _to_png(fig)

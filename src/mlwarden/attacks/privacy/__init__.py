@@ -6,7 +6,9 @@
   (Carlini et al., 2022);
 * :mod:`~mlwarden.attacks.privacy.inversion`: MI-Face model inversion (Fredrikson et al., 2015);
 * :mod:`~mlwarden.attacks.privacy.dp_audit`: empirical lower bounds on a training run's ε
-  (Jagielski et al., 2020; Nasr et al., 2021).
+  (Jagielski et al., 2020; Nasr et al., 2021);
+* :mod:`~mlwarden.attacks.privacy.memorization`: canary exposure and verbatim regurgitation of
+  a generative text model (Carlini et al., 2019, "The Secret Sharer").
 """
 
 from mlwarden.attacks.privacy.dp_audit import (
@@ -29,16 +31,26 @@ from mlwarden.attacks.privacy.membership import (
     roc_curve,
     tpr_at_fpr,
 )
+from mlwarden.attacks.privacy.memorization import (
+    Canary,
+    CanarySpace,
+    MemorizationAttack,
+    MemorizationResult,
+)
 
 __all__ = [
     "REPORTED_FPRS",
     "AuditResult",
+    "Canary",
+    "CanarySpace",
     "InversionResult",
     "LiRA",
     "LossThresholdAttack",
     "MIFace",
     "MembershipMetrics",
     "MembershipResult",
+    "MemorizationAttack",
+    "MemorizationResult",
     "audit_from_scores",
     "class_similarity",
     "clopper_pearson",
