@@ -15,6 +15,7 @@ survivors reveal the dropped node's mask shares) is exercised for real.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Iterable, Sequence
@@ -51,9 +52,7 @@ class Dropout:
 
     def __post_init__(self) -> None:
         if self.partition_id < 0 or self.after_messages < 0:
-            raise ValueError(
-                f"Dropout needs partition_id >= 0 and after_messages >= 0, got {self}"
-            )
+            raise ValueError(f"Dropout needs partition_id >= 0 and after_messages >= 0, got {self}")
 
 
 class LocalGrid(Grid):
@@ -174,7 +173,9 @@ class LocalGrid(Grid):
                 return None
             self._answered[partition] = answered + 1
         context = self._contexts[node_id]
-        reply = self._client_app(message, context)
+        # Each node gets its own copy, as over the wire: Flower's workflows send one content
+        # object to every node, and mods (SecAgg+) consume keys from it.
+        reply = self._client_app(copy.deepcopy(message), context)
         self.messages_delivered += 1
         reply.metadata.__dict__["_message_id"] = str(uuid4())
         return reply

@@ -141,9 +141,13 @@ def partition_dataset(
     elif parsed.kind == "dirichlet":
         parts = _dirichlet(data.y, data.n_classes, n_clients, float(parsed.alpha or 0), rng)
     else:
-        parts = _by_class(data.y, data.n_classes, n_clients, int(parsed.classes_per_client or 0), rng)
+        parts = _by_class(
+            data.y, data.n_classes, n_clients, int(parsed.classes_per_client or 0), rng
+        )
     return [
-        data.subset(np.sort(np.asarray(idx, dtype=np.int64)), name=f"{data.name}#client{i}of{n_clients}")
+        data.subset(
+            np.sort(np.asarray(idx, dtype=np.int64)), name=f"{data.name}#client{i}of{n_clients}"
+        )
         for i, idx in enumerate(parts)
     ]
 
