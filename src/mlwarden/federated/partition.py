@@ -32,7 +32,7 @@ __all__ = ["PARTITION_KINDS", "Partition", "parse_partition", "partition_dataset
 
 PARTITION_KINDS: tuple[str, ...] = ("iid", "dirichlet:ALPHA", "by-class:K")
 
-_MIN_SAMPLES_PER_CLIENT = 2
+_MIN_SAMPLES_PER_CLIENT = 1  # a cross-device client may hold one sample
 _DIRICHLET_DRAWS = 100  # redraws before giving up on a client left (almost) empty
 
 
