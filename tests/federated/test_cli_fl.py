@@ -115,3 +115,34 @@ def test_fl_train_refuses_an_out_path_that_is_not_pt2(
         capsys, "fl", "train", "--data", "builtin:digits", "--out", tmp_path / "m.pt"
     )
     assert code == 2 and "must end in .pt2" in err
+
+
+def test_attack_gradient_leakage_writes_scores_and_a_picture_grid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text, err = _run(
+        capsys,
+        "attack",
+        "gradient-leakage",
+        "--view",
+        "plain",
+        "--iterations",
+        "300",
+        "--restarts",
+        "1",
+        "--out",
+        tmp_path,
+    )
+    assert code == 0, err
+    payload = json.loads((tmp_path / "gradient-leakage.json").read_text())
+    assert payload["labels_recovered"] is True
+    assert payload["psnr_db"][0] >= 25.0 > payload["blank_psnr_db"][0]
+    assert (tmp_path / "gradient-leakage.png").read_bytes().startswith(b"\x89PNG")
+    assert "labels recovered" in text
+
+
+def test_attack_gradient_leakage_refuses_an_unknown_view(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(capsys, "attack", "gradient-leakage", "--view", "sum", "--out", tmp_path)
+    assert code == 2 and "--view 'sum' is unknown" in err

@@ -318,3 +318,8 @@ app.command("audit", hidden=True)(dp_audit)
 from mlwarden.cli.extract import extract as _extract  # noqa: E402
 
 app.command("extract")(_extract)
+
+# Gradient leakage simulates a federated round: it lives with the fl commands (needs flwr).
+from mlwarden.cli.fl import gradient_leakage as _gradient_leakage  # noqa: E402
+
+app.command("gradient-leakage")(_gradient_leakage)

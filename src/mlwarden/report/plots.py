@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
@@ -16,6 +17,7 @@ __all__ = [
     "adversarial_examples_png",
     "certified_accuracy_png",
     "extraction_png",
+    "gradient_leakage_png",
     "inversion_grid_png",
     "membership_roc_png",
     "training_curve_png",
@@ -219,4 +221,30 @@ def extraction_png(runs: dict[str, dict[str, Any]], *, title: str | None = None)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title or "Model extraction: surrogate vs queries")
+    return _to_png(fig)
+
+
+def gradient_leakage_png(
+    originals: Any, reconstructions: Any, psnr_db: Sequence[float], *, title: str
+) -> bytes:
+    """Gradient-leakage picture grid: each true input (top) above its reconstruction and PSNR."""
+    truth = np.asarray(originals, dtype=np.float32)
+    recon = np.asarray(reconstructions, dtype=np.float32)
+    count = len(truth)
+    fig, axes = plt.subplots(2, count, figsize=(1.2 * count + 0.8, 2.9), squeeze=False)
+
+    def image(a: np.ndarray) -> np.ndarray:
+        if a.ndim == 1:
+            return a[None, :]
+        return a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
+
+    for i in range(count):
+        for row, (picture, label) in enumerate(
+            ((truth[i], "original"), (recon[i], f"{psnr_db[i]:.1f} dB"))
+        ):
+            ax = axes[row][i]
+            ax.imshow(np.clip(image(picture), 0, 1), cmap="gray", vmin=0, vmax=1, aspect="auto")
+            ax.set_title(label, fontsize=8)
+            ax.axis("off")
+    fig.suptitle(title, y=1.04)
     return _to_png(fig)
