@@ -36,7 +36,7 @@ from torch import nn
 
 from mlwarden import __version__
 from mlwarden.data.dataset import Dataset
-from mlwarden.errors import ConfigError, SecurityWarning
+from mlwarden.errors import ConfigError, MlwardenError, SecurityWarning
 from mlwarden.federated.client import (
     ROUND_KEY,
     FederatedClient,
@@ -412,7 +412,7 @@ def run_federated(
         )
     seconds = time.perf_counter() - started
     if len(curve) != rounds + 1:
-        raise RuntimeError(
+        raise MlwardenError(
             f"federated run ended after {len(curve) - 1} of {rounds} rounds (see Flower's log)"
         )
     module = make_module()
