@@ -122,6 +122,25 @@ def test_secagg_plus_round_survives_a_client_dropping_after_sharing_keys(
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
 
 
+def test_a_round_with_too_few_survivors_for_secagg_is_recorded_not_aggregated(
+    digits: DatasetSplits,
+) -> None:
+    # three of five drop after sharing keys: two survivors cannot meet the threshold of 3, so
+    # SecAgg+ fails the round and the run goes on (Flower would wait a day for the missing ones)
+    result = run_federated(
+        digits_cnn,
+        digits.train.subset(np.arange(100)),
+        digits.test,
+        clients=5,
+        rounds=2,
+        local=QUICK,
+        secure_aggregation=SecureAggregation(),
+        dropouts=[Dropout(partition_id=i, after_messages=2) for i in range(3)],
+    )
+    assert [r.aggregated for r in result.curve] == [True, False, False]
+    assert all(not np.any(u) for update in result.round_updates for u in update)
+
+
 def test_the_record_names_partitions_rounds_and_secure_aggregation(
     digits: DatasetSplits,
 ) -> None:

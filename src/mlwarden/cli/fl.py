@@ -114,6 +114,8 @@ def train(
         line = f"round {record.round}/{rounds}  held-out accuracy {record.test_accuracy:.1%}"
         if record.round:
             line += f"  ({record.seconds:.2f} s)"
+        if not record.aggregated:
+            line += "  [yellow]not aggregated: too few clients answered[/]"
         console.print(line, highlight=False)
 
     if privacy is not None:

@@ -152,6 +152,8 @@ class RoundRecord:
     test_loss: float
     seconds: float = 0.0
     backdoor_success: float | None = None
+    aggregated: bool = True
+    """``False`` when the round changed nothing (e.g. too few clients left for SecAgg+)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON view without unmeasured fields."""
@@ -361,8 +363,12 @@ def run_federated(
             with torch.no_grad():
                 pred = evaluator(torch.from_numpy(backdoor_x)).argmax(1).numpy()
             success = float((pred == backdoor.target_class).mean())
+        aggregated = server_round == 0 or any(
+            not np.array_equal(w, p) for w, p in zip(weights, seen[-1], strict=True)
+        )
         record = RoundRecord(
             round=server_round,
+            aggregated=aggregated,
             test_accuracy=accuracy,
             test_loss=loss,
             seconds=round(finished - clock["round_started"], 4) if server_round else 0.0,
