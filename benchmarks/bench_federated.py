@@ -11,7 +11,7 @@ Figures, all measured in this run on ``builtin:digits`` with the digits CNN
   completes all its rounds (its mask is rebuilt from the survivors' shares).
 * gradient leakage (inverting gradients, Geiping et al. 2020; 1,000 steps, 2 restarts) on what
   the server sees in a FedSGD round: one client's plain update at batch 1, 4 and 8; the SecAgg+
-  sum of 3 and 5 single-sample clients; one DP-SGD update (σ = 1, C = 1). Mean PSNR and SSIM
+  sum of 3, 5, 10 and 20 single-sample clients; one DP-SGD update (σ = 1, C = 1). Mean PSNR and SSIM
   per reconstructed sample, beside the blank guess (the mean training image).
 
 Figures go to a table on stdout and to ``benchmarks/results/federated.json``; exit code 1 when
@@ -107,6 +107,8 @@ def main() -> int:
         ("plain", 8, 1),
         ("secagg", 1, 3),
         ("secagg", 1, 5),
+        ("secagg", 1, 10),
+        ("secagg", 1, 20),
         ("dp", 1, 1),
     ]
     leakage = []

@@ -45,15 +45,26 @@ def test_a_plain_federation_is_a_high_finding_with_taxonomy() -> None:
     assert outcome.metrics["gradient_leakage_psnr_db"] >= 25.0
 
 
-def test_secagg_over_five_clients_is_an_info_finding() -> None:
+def test_a_dp_sgd_federation_is_an_info_finding() -> None:
     data = load_builtin("digits").train
-    record = _record(secure_aggregation={"enabled": True})
+    record = _record(privacy={"level": "sample", "clients": [{"noise_multiplier": 1.2}]})
     outcome = run_federated_privacy(record, data.subset(np.arange(200)))
     (finding,) = outcome.findings
-    assert outcome.section["view"] == "secagg"
+    assert outcome.section["view"] == "dp"
     assert finding.severity is Severity.INFO
     # the comparison row: the same attack on a plain update still leaks
     assert outcome.section["views"]["plain"]["mean_psnr_db"] >= 25.0
+
+
+def test_secagg_alone_over_one_sample_clients_is_still_a_leak() -> None:
+    data = load_builtin("digits").train
+    outcome = run_federated_privacy(
+        _record(secure_aggregation={"enabled": True}, clients_per_round=3),
+        data.subset(np.arange(200)),
+    )
+    (finding,) = outcome.findings
+    assert outcome.section["view"] == "secagg"
+    assert finding.severity is Severity.HIGH
 
 
 def test_assess_adds_the_section_for_a_model_from_fl_train(

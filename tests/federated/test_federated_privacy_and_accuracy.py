@@ -155,3 +155,36 @@ def test_sample_dp_runs_warn_that_seeded_noise_is_not_secure(digits: DatasetSpli
             privacy=SampleLevelTarget(epsilon=5.0, delta=1e-3),
         )
     assert any(issubclass(w.category, SecurityWarning) for w in caught)
+
+
+def test_client_level_dp_under_secagg_clips_on_the_clients(digits: DatasetSplits) -> None:
+    # SecAgg+ hides single updates from the server, so clipping moves to the clients
+    # (fixedclipping_mod) and the server only adds the noise to the sum.
+    from mlwarden.federated import SecureAggregation
+
+    small = digits.train.subset(np.arange(90))
+    kwargs: dict = dict(
+        clients=3,
+        rounds=1,
+        local=LocalTraining(epochs=1, batch_size=8),
+        secure_aggregation=SecureAggregation(),
+    )
+    plain = run_federated(digits_cnn, small, digits.test, **kwargs)
+    with pytest.warns(SecurityWarning):
+        result = run_federated(
+            digits_cnn,
+            small,
+            digits.test,
+            privacy=ClientLevelDP(noise_multiplier=1e-6, clipping_norm=0.01),
+            **kwargs,
+        )
+    privacy = result.record["privacy"]
+    assert "ClientSideFixedClipping" in privacy["mechanism"]
+
+    def norm(r: FederatedResult) -> float:
+        return float(np.linalg.norm(np.concatenate([u.ravel() for u in r.round_updates[0]])))
+
+    # unclipped, the average update is over four times C = 0.01; clipped on every client before
+    # the secure sum, the average is at most C (plus SecAgg+'s quantisation, ~1e-3)
+    assert norm(plain) > 0.04
+    assert norm(result) <= 0.01 + 2e-3

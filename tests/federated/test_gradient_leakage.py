@@ -131,17 +131,16 @@ def test_dp_sgd_update_leaks_nothing_beyond_a_blank_guess(digits: DatasetSplits)
     assert scores["psnr_db"][0] <= scores["blank_psnr_db"][0]
 
 
-def test_secagg_aggregate_of_five_clients_leaks_nothing_beyond_a_blank_guess(
-    digits: DatasetSplits,
-) -> None:
-    data = digits.train.subset(np.arange(10, 15))  # five clients, one sample each
+def _secagg_leakage(digits: DatasetSplits, clients: int) -> float:
+    """Best PSNR, over the participating samples, of a batch-1 attack on the SecAgg+ sum."""
+    data = digits.train.subset(np.arange(10, 10 + clients))  # one sample per client
     with warnings.catch_warnings():
         warnings.simplefilter("error", SecurityWarning)  # no DP here: no noise warning either
         result = run_federated(
             digits_cnn,
             data,
             digits.test,
-            clients=5,
+            clients=clients,
             rounds=1,
             local=FEDSGD,
             secure_aggregation=SecureAggregation(),
@@ -151,9 +150,19 @@ def test_secagg_aggregate_of_five_clients_leaks_nothing_beyond_a_blank_guess(
     leak = GradientLeakage(iterations=400, restarts=1).reconstruct(
         model, gradients, batch_size=1, input_shape=(1, 8, 8)
     )
-    blank = digits.train.x.mean(0)
-    for part in partition_dataset(data, "iid", 5, seed=0):
-        assert psnr(part.x[0], leak.reconstructions[0]) <= psnr(part.x[0], blank)
+    parts = partition_dataset(data, "iid", clients, seed=0)
+    return max(psnr(part.x[0], leak.reconstructions[0]) for part in parts)
+
+
+def test_secagg_sum_blurs_the_reconstruction_more_as_clients_grow(
+    digits: DatasetSplits,
+) -> None:
+    # The server sees only the sum, but a sum of single-sample FedSGD updates is a batch
+    # gradient: the attack still pulls out the most salient sample, less sharply as the sum
+    # mixes more clients (plain single update: ≥ 25 dB, see above).
+    three, ten = _secagg_leakage(digits, 3), _secagg_leakage(digits, 10)
+    assert three < 30.0
+    assert ten < three - 3.0
 
 
 def test_bad_attack_settings_are_refused(digits: DatasetSplits) -> None:

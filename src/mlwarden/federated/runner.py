@@ -396,7 +396,12 @@ def run_federated(
         n_malicious=1 if backdoor is not None else 0,
     )
     server_app = make_server_app(
-        strategy, rounds=rounds, secure_aggregation=secure_aggregation, clients_per_round=per_round
+        strategy,
+        rounds=rounds,
+        secure_aggregation=secure_aggregation,
+        clients_per_round=per_round,
+        # the largest weight a client reports (1 each when averaged uniformly for client DP)
+        max_weight=1.0 if client_dp is not None else float(max(len(p) for p in parts)),
     )
     client_app = make_client_app(client_for, mods=mods)
     grid = LocalGrid(client_app, clients, dropouts=dropouts)

@@ -80,8 +80,13 @@ class SecureAggregation:
                 f"{self.reconstruction_threshold}"
             )
 
-    def workflow(self, n_clients: int) -> SecAggPlusWorkflow:
-        """Flower's SecAgg+ fit workflow for a round of ``n_clients`` clients."""
+    def workflow(self, n_clients: int, max_weight: float = 1000.0) -> SecAggPlusWorkflow:
+        """Flower's SecAgg+ fit workflow for a round of ``n_clients`` clients.
+
+        ``max_weight`` is the largest sample count a client reports: SecAgg+ scales each
+        update by ``weight / max_weight`` before quantising, so a bound far above the real
+        weights wastes the quantisation's precision (Flower's default is 1000).
+        """
         shares = min(self.num_shares, n_clients)
         threshold = min(self.reconstruction_threshold, shares - 1)
         return SecAggPlusWorkflow(
@@ -89,6 +94,7 @@ class SecureAggregation:
             reconstruction_threshold=threshold,
             clipping_range=self.clipping_range,
             quantization_range=self.quantization_range,
+            max_weight=max_weight,
         )
 
 
@@ -219,8 +225,11 @@ def make_server_app(
     rounds: int,
     secure_aggregation: SecureAggregation | None = None,
     clients_per_round: int = 0,
+    max_weight: float = 1000.0,
 ) -> ServerApp:
-    """A Flower ``ServerApp`` running ``rounds`` rounds of ``strategy``, SecAgg+ when given."""
+    """A Flower ``ServerApp`` running ``rounds`` rounds of ``strategy``, SecAgg+ when given
+    (``max_weight``: the largest sample count a client reports, see
+    :meth:`SecureAggregation.workflow`)."""
 
     app = ServerApp()
 
@@ -230,7 +239,7 @@ def make_server_app(
             context=context, config=ServerConfig(num_rounds=rounds), strategy=strategy
         )
         fit_workflow = (
-            secure_aggregation.workflow(clients_per_round)
+            secure_aggregation.workflow(clients_per_round, max_weight)
             if secure_aggregation is not None
             else None
         )
