@@ -105,13 +105,10 @@ def _privacy_summary(record: dict[str, Any]) -> str:
 
 
 def _write_run_report(model_path: Path, metadata: dict[str, Any]) -> tuple[Path, Path]:
-    from mlwarden.report.plots import training_curve_png
+    from mlwarden.report.plots import federated_curve_png
 
     record = metadata["training"]
-    rows = [
-        {"epoch": row["round"], "clean_accuracy": row["test_accuracy"]} for row in record["curve"]
-    ]
-    png = training_curve_png(rows, f"{metadata['name']}: held-out accuracy per round")
+    png = federated_curve_png(record["curve"], f"{metadata['name']}: global model per round")
     stem = model_path.with_suffix("")
     plot_path = atomic_write_bytes(f"{stem}.training.png", png)
     html = (

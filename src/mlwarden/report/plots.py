@@ -17,6 +17,7 @@ __all__ = [
     "adversarial_examples_png",
     "certified_accuracy_png",
     "extraction_png",
+    "federated_curve_png",
     "gradient_leakage_png",
     "inversion_grid_png",
     "membership_roc_png",
@@ -247,4 +248,30 @@ def gradient_leakage_png(
             ax.set_title(label, fontsize=8)
             ax.axis("off")
     fig.suptitle(title, y=1.04)
+    return _to_png(fig)
+
+
+def federated_curve_png(curve: Sequence[dict[str, Any]], title: str) -> bytes:
+    """Held-out accuracy of a federated run's global model per round (and backdoor success)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    rounds = [int(row["round"]) for row in curve]
+    ax.plot(rounds, [row["test_accuracy"] for row in curve], marker="o", label="held-out accuracy")
+    if any(row.get("backdoor_success") is not None for row in curve):
+        ax.plot(
+            rounds,
+            [row.get("backdoor_success", float("nan")) for row in curve],
+            marker="s",
+            linestyle="--",
+            label="backdoor success",
+        )
+    skipped = [row["round"] for row in curve if row.get("aggregated") is False]
+    for r in skipped:
+        ax.axvline(r, color="gray", alpha=0.3)
+    ax.set_xlabel("round" + (" (grey: not aggregated)" if skipped else ""))
+    ax.set_ylabel("share")
+    ax.set_xticks(rounds if len(rounds) <= 20 else rounds[:: max(1, len(rounds) // 10)])
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
     return _to_png(fig)
