@@ -15,6 +15,7 @@ from mlwarden.assess.certification import run_certification, smoothing_settings
 from mlwarden.assess.config import AssessConfig, Gate
 from mlwarden.assess.detection import resolve_train_data, run_detection
 from mlwarden.assess.evasion import plan_attacks, run_evasion
+from mlwarden.assess.federated import is_federated_record
 from mlwarden.assess.masking import MASKING_PREFIX
 from mlwarden.assess.text import assess_text, is_text_model, text_steps
 from mlwarden.data.dataset import Dataset
@@ -332,6 +333,14 @@ def assess(
         findings.extend(extraction.findings)
         metrics.update(extraction.metrics)
         sections["extraction"] = extraction.section
+    training_record = (classifier.info.get("metadata") or {}).get("training")
+    if is_federated_record(training_record):  # a model from `mlwarden fl train`
+        from mlwarden.assess.federated import run_federated_privacy
+
+        federated = run_federated_privacy(training_record, sample, seed=config.seed)
+        findings.extend(federated.findings)
+        metrics.update(federated.metrics)
+        sections["federated_privacy"] = federated.section
     findings.extend(extra_findings or [])
     masking = [f for f in findings if f.id.startswith(MASKING_PREFIX)]
     gates = evaluate_gates(

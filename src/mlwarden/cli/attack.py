@@ -323,3 +323,8 @@ app.command("extract")(_extract)
 from mlwarden.cli.memorization import memorization as _memorization  # noqa: E402
 
 app.command("memorization")(_memorization)
+
+# Gradient leakage simulates a federated round: it lives with the fl commands (needs flwr).
+from mlwarden.cli.fl import gradient_leakage as _gradient_leakage  # noqa: E402
+
+app.command("gradient-leakage")(_gradient_leakage)

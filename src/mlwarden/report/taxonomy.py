@@ -16,6 +16,7 @@ __all__ = [
     "CREDENTIALS_IN_DATA_TAXONOMY",
     "DATA_POISONING_TAXONOMY",
     "EXTRACTION_TAXONOMY",
+    "GRADIENT_LEAKAGE_TAXONOMY",
     "INVERSION_TAXONOMY",
     "MEMBERSHIP_TAXONOMY",
     "MEMORIZATION_TAXONOMY",
@@ -181,6 +182,12 @@ INVERSION_TAXONOMY = Taxonomy(
     atlas=("AML.T0024.001",), owasp=("ML03:2023",), nist=("MEASURE 2.10", "MANAGE 1.3")
 )
 """Model inversion: ATLAS Invert ML Model, OWASP ML03:2023."""
+
+GRADIENT_LEAKAGE_TAXONOMY = Taxonomy(
+    atlas=("AML.T0024.001",), owasp=("ML03:2023",), nist=("MEASURE 2.10", "MANAGE 1.3")
+)
+"""Gradient leakage in federated learning (inputs rebuilt from a shared update): ATLAS has no
+federated technique, the nearest is Invert ML Model; OWASP ML03:2023 Model Inversion Attack."""
 
 EXTRACTION_TAXONOMY = Taxonomy(
     atlas=("AML.T0024.002",), owasp=("ML05:2023",), nist=("MEASURE 2.7", "MANAGE 1.3")
