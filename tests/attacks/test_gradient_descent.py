@@ -210,3 +210,38 @@ def test_apgd_returns_its_best_loss_point_when_it_never_succeeds() -> None:
     last = torch.full((2, 3), 0.5)
     chosen = rule.final(last, torch.tensor([4.0, 2.0]))  # row 0 got worse, row 1 better
     assert torch.equal(chosen[0], x0[0]) and torch.equal(chosen[1], last[1])
+
+
+class _Noisy(torch.nn.Module):
+    """Logits = input + noise, drawn per row (``per_row``) or once per call."""
+
+    def __init__(self, per_row: bool) -> None:
+        super().__init__()
+        self.per_row = per_row
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        shape = x.shape if self.per_row else (1, *x.shape[1:])
+        return x + torch.randn(shape)
+
+
+@pytest.mark.parametrize("per_row", [True, False])
+def test_eot_draws_are_independent_whether_stacked_or_called_one_by_one(per_row: bool) -> None:
+    from mlwarden.attacks.evasion.gradient_descent import EOTDraws
+
+    torch.manual_seed(0)
+    model = _Noisy(per_row)
+    x = torch.zeros(50, 3)
+    draws = EOTDraws(model, 400)(x)
+    assert len(draws) == 400 and all(d.shape == (50, 3) for d in draws)
+    stacked = torch.stack(draws)  # (draw, row, class): N(0, 1) everywhere if independent
+    # one detection call, then 400 draws stacked 81 at a time (4096 // 50) or one per call
+    assert model.calls == (1 + 5 if per_row else 1 + 400)
+    independent = 400 * 3 * (50 if per_row else 1)  # values drawn independently
+    tolerance = 4 / independent**0.5  # four standard errors
+    assert abs(float(stacked.mean())) < tolerance
+    assert abs(float(stacked.std()) - 1.0) < tolerance
+    # draws of one row are uncorrelated across draws (stacking must not copy a draw)
+    first, second = stacked[0::2].flatten(), stacked[1::2].flatten()
+    assert abs(float(torch.corrcoef(torch.stack([first, second]))[0, 1])) < 2 * tolerance

@@ -21,6 +21,7 @@ import torch
 
 from mlwarden.attacks.base import Attack, Norm
 from mlwarden.attacks.evasion.gradient_descent import (
+    EOTDraws,
     Objective,
     Projector,
     check_loss,
@@ -433,12 +434,13 @@ def _targeted_dlr_objective(
     targets: torch.Tensor,
     eot_samples: int,
 ) -> Objective:
+    draws = EOTDraws(classifier.logits, eot_samples)
+
     def objective(x_adv: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y, t = labels[index], targets[index]
         value = torch.zeros(len(x_adv), dtype=x_adv.dtype, device=x_adv.device)
         hit = torch.ones(len(x_adv), dtype=torch.bool, device=x_adv.device)
-        for _ in range(eot_samples):
-            logits = classifier.logits(x_adv)
+        for logits in draws(x_adv):
             hit &= logits.argmax(1) != y
             value = value + targeted_dlr_loss(logits, y, t)
         return value / eot_samples, hit
