@@ -164,3 +164,34 @@ def test_max_severity_of_a_report_without_findings_is_info(
     make_report: Callable[..., Report],
 ) -> None:
     assert make_report(findings=[]).max_severity is Severity.INFO
+
+
+def test_every_atlas_reference_names_the_technique_as_the_vendored_atlas_data_does() -> None:
+    """Report tags must match ATLAS as shipped (program/data/ATLAS.yaml): a sub-technique is
+    written ``Parent: Child``, each part the vendored name."""
+    from pathlib import Path
+
+    import yaml
+
+    import mlwarden.program
+
+    data = yaml.safe_load(
+        (Path(mlwarden.program.__file__).parent / "data" / "ATLAS.yaml").read_text()
+    )
+    names: dict[str, str] = {}
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if str(node.get("id", "")).startswith("AML.") and "name" in node:
+                names[str(node["id"])] = str(node["name"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(data)
+    for tid, ref in ATLAS.items():
+        parent = tid.rsplit(".", 1)[0] if tid.count(".") == 2 else None
+        expected = names[tid] if parent is None else f"{names[parent]}: {names[tid]}"
+        assert ref.name == expected, tid

@@ -72,16 +72,16 @@ ATLAS: dict[str, TaxonomyRef] = {
         _atlas("AML.T0043", "Craft Adversarial Data"),
         _atlas("AML.T0043.000", "Craft Adversarial Data: White-Box Optimization"),
         _atlas("AML.T0043.001", "Craft Adversarial Data: Black-Box Optimization"),
-        _atlas("AML.T0015", "Evade ML Model"),
-        _atlas("AML.T0024", "Exfiltration via ML Inference API"),
+        _atlas("AML.T0015", "Evade AI Model"),
+        _atlas("AML.T0024", "Exfiltration via AI Inference API"),
         _atlas(
-            "AML.T0024.000", "Exfiltration via ML Inference API: Infer Training Data Membership"
+            "AML.T0024.000", "Exfiltration via AI Inference API: Infer Training Data Membership"
         ),
-        _atlas("AML.T0024.001", "Exfiltration via ML Inference API: Invert ML Model"),
-        _atlas("AML.T0024.002", "Exfiltration via ML Inference API: Extract ML Model"),
+        _atlas("AML.T0024.001", "Exfiltration via AI Inference API: Invert AI Model"),
+        _atlas("AML.T0024.002", "Exfiltration via AI Inference API: Extract AI Model"),
         _atlas("AML.T0020", "Poison Training Data"),
-        _atlas("AML.T0018", "Backdoor ML Model"),
-        _atlas("AML.T0010", "ML Supply Chain Compromise"),
+        _atlas("AML.T0018", "Manipulate AI Model"),
+        _atlas("AML.T0010", "AI Supply Chain Compromise"),
         _atlas("AML.T0055", "Unsecured Credentials"),
         _atlas("AML.T0057", "LLM Data Leakage"),
     )

@@ -13,7 +13,7 @@ from mlwarden.supplychain.scan import scan_paths
 __all__ = ["SUPPLY_CHAIN_TAXONOMY", "supply_chain_findings"]
 
 SUPPLY_CHAIN_TAXONOMY = Taxonomy(atlas=("AML.T0010",), owasp=("ML06:2023",), nist=("MAP 4.1",))
-"""MITRE ATLAS ML Supply Chain Compromise, OWASP ML06:2023 AI Supply Chain Attacks."""
+"""MITRE ATLAS AI Supply Chain Compromise, OWASP ML06:2023 AI Supply Chain Attacks."""
 
 
 def supply_chain_findings(
