@@ -181,18 +181,18 @@ MEMBERSHIP_TAXONOMY = Taxonomy(
 INVERSION_TAXONOMY = Taxonomy(
     atlas=("AML.T0024.001",), owasp=("ML03:2023",), nist=("MEASURE 2.10", "MANAGE 1.3")
 )
-"""Model inversion: ATLAS Invert ML Model, OWASP ML03:2023."""
+"""Model inversion: ATLAS Invert AI Model, OWASP ML03:2023."""
 
 GRADIENT_LEAKAGE_TAXONOMY = Taxonomy(
     atlas=("AML.T0024.001",), owasp=("ML03:2023",), nist=("MEASURE 2.10", "MANAGE 1.3")
 )
 """Gradient leakage in federated learning (inputs rebuilt from a shared update): ATLAS has no
-federated technique, the nearest is Invert ML Model; OWASP ML03:2023 Model Inversion Attack."""
+federated technique, the nearest is Invert AI Model; OWASP ML03:2023 Model Inversion Attack."""
 
 EXTRACTION_TAXONOMY = Taxonomy(
     atlas=("AML.T0024.002",), owasp=("ML05:2023",), nist=("MEASURE 2.7", "MANAGE 1.3")
 )
-"""Model extraction through the inference API: ATLAS Extract ML Model, OWASP ML05:2023 Model Theft."""
+"""Model extraction through the inference API: ATLAS Extract AI Model, OWASP ML05:2023 Model Theft."""
 
 PERSONAL_DATA_TAXONOMY = Taxonomy(
     atlas=("AML.T0024.000", "AML.T0024.001"),
@@ -209,5 +209,5 @@ MEMORIZATION_TAXONOMY = Taxonomy(
     nist=("MEASURE 2.10", "MANAGE 1.3"),
 )
 """Memorised training text a generative model discloses: ATLAS LLM Data Leakage and
-Exfiltration via ML Inference API, OWASP LLM02:2025 Sensitive Information Disclosure and the ML
+Exfiltration via AI Inference API, OWASP LLM02:2025 Sensitive Information Disclosure and the ML
 Top 10 privacy items (ML03 inversion, ML04 membership)."""
