@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.markup import escape
@@ -12,6 +14,11 @@ from rich.table import Table
 from mlwarden.cli._console import console, progress
 from mlwarden.cli.options import LABEL_COLUMN, load_like
 from mlwarden.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlwarden.program.inventory import Inventory
+
+_T = TypeVar("_T")
 
 __all__ = ["assess"]
 
@@ -61,6 +68,21 @@ def assess(
         "inspected for poisoning (set poisoning: false in the config to skip); built-in data "
         "uses its train split for detectors.",
     ),
+    system: str | None = typer.Option(
+        None,
+        "--system",
+        help="Inventory system this run assesses: the report's digest, gate results and key "
+        "metrics are recorded against it (see `mlwarden program`).",
+    ),
+    db: str = typer.Option(
+        "sqlite:///mlwarden.db",
+        "--db",
+        envvar="MLWARDEN_DB",
+        help="Programme inventory for --system: sqlite:///PATH or postgresql://USER@HOST/DB.",
+    ),
+    table_prefix: str = typer.Option(
+        "mlw_", "--table-prefix", help="The inventory's table name prefix (with --system)."
+    ),
 ) -> None:
     """Assess a model's robustness and write a report; exit 3 when a policy gate fails."""
     from mlwarden.assess import assess as run_assessment
@@ -85,6 +107,8 @@ def assess(
     if gates:
         settings = settings.with_gates(gates)
     _check_out(out)
+    if system is not None:  # an unknown system or database fails now, not after the attacks
+        _with_inventory(db, table_prefix, lambda inventory: inventory.get(system))
 
     dataset = load_dataset(
         data,
@@ -142,8 +166,27 @@ def assess(
     console.print(
         f"Report: [bold]{paths['html']}[/]  (JSON: {paths['json']}, SARIF: {paths['sarif']})"
     )
+    if system is not None:
+        run = _with_inventory(
+            db, table_prefix, lambda inventory: inventory.record(paths["json"], system=system)
+        )
+        console.print(
+            f"recorded against system [bold]{escape(system)}[/] "
+            f"(gates {'passed' if run.passed else 'failed'}, sha256:{run.report_sha256})"
+        )
     if not report.passed:
         raise typer.Exit(code=3)
+
+
+def _with_inventory(db: str, prefix: str, action: Callable[[Inventory], _T]) -> _T:
+    """Open the programme inventory, apply ``action`` and close it whatever happens."""
+    from mlwarden.program.inventory import Inventory
+
+    inventory = Inventory(db, prefix=prefix)
+    try:
+        return action(inventory)
+    finally:
+        inventory.close()
 
 
 def _check_out(out: Path) -> None:
