@@ -47,8 +47,10 @@ def assess(
     profile: str | None = typer.Option(
         None,
         "--profile",
-        help="Attack suite: standard (AutoAttack-grade, the default) or quick (CI); replaces "
-        "the config's profile or attack list.",
+        help="standard (AutoAttack-grade evasion suite, the default), quick (CI), or full "
+        "(the standard suite and every other check that applies: certification, detectors, "
+        "membership inference, extraction, poisoning with --train-data, a scan of the model "
+        "file); replaces the config's profile or attack list.",
     ),
     require_signature: Path | None = typer.Option(
         None,
@@ -135,10 +137,18 @@ def assess(
             f"the model's valid input range {classifier.clip_range} differs from the data's "
             f"{dataset.clip_range}; set clip_range in the config"
         )
+    artifact = _model_file(model)
     with progress() as bar:
         task = bar.add_task(
             "assessing",
-            total=count_steps(classifier, settings, train_data_given=train_data is not None),
+            total=count_steps(
+                classifier,
+                settings,
+                train_data_given=train_data is not None,
+                data=dataset,
+                artifact=artifact,
+                artifacts_scanned=supply_chain is not None,
+            ),
         )
         first = True
 
@@ -159,6 +169,7 @@ def assess(
             train_data=clean_train,
             on_step=on_step,
             extra_findings=supply_chain,
+            artifact=artifact,
         )
         bar.update(task, description="done", completed=bar.tasks[0].total)
     paths = write_reports(report, out)
@@ -176,6 +187,17 @@ def assess(
         )
     if not report.passed:
         raise typer.Exit(code=3)
+
+
+def _model_file(spec: str) -> Path | None:
+    """The file a model spec loads from: the path itself, or a zoo model's cache entry."""
+    if spec.startswith("zoo:"):
+        from mlwarden.models.zoo import zoo_path
+
+        path = zoo_path(spec.removeprefix("zoo:"))
+    else:
+        path = Path(spec)
+    return path if path.is_file() else None
 
 
 def _with_inventory(db: str, prefix: str, action: Callable[[Inventory], _T]) -> _T:
