@@ -56,12 +56,17 @@ Exposure = Literal["public-api", "partner", "internal", "offline"]
 
 
 class ModelAsset(BaseModel):
-    """A model of the system; ``path`` (relative to the threat model) lets evidence be found."""
+    """A model of the system; ``path`` (relative to the threat model) lets evidence be found.
+
+    With ``public_key`` (a PEM file, relative to the threat model) the model's signature counts
+    as evidence only when it verifies with that key.
+    """
 
     model_config = _STRICT
     name: _Name
     path: str | None = None
     provenance: Literal["in-house", "fine-tuned", "third-party"] = "in-house"
+    public_key: str | None = None
 
 
 class DataAsset(BaseModel):
@@ -231,6 +236,7 @@ models:                         # path: relative to this file; finds signatures,
   - name: {system}-model
     path: null
     provenance: in-house        # in-house | fine-tuned | third-party
+    public_key: null            # PEM key its signature must verify with (`mlwarden keygen`)
 data:
   - name: training-data
     sensitivity: internal       # public | internal | confidential | restricted
