@@ -165,3 +165,29 @@ def test_cli_serial_and_scheduler_exclude_each_other(
     code = main(["program", "run", "--serial", "--scheduler", "tcp://127.0.0.1:1",
                  "--db", f"sqlite:///{tmp_path}/p.db"])  # fmt: skip
     assert code == 2 and "exclude each other" in capsys.readouterr().err
+
+
+def test_cli_serial_run_shows_each_system_and_records_it(
+    inventory: Inventory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite:///{tmp_path}/programme.db"
+    runs = tmp_path / "runs"
+    code = main(
+        ["program", "run", "--serial", "--systems", "alpha", "--db", db, "--out", str(runs)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "alpha" in out and "passed" in out and "beta" not in out
+    (run,) = inventory.history("alpha")
+    (stamp,) = (runs / "alpha").iterdir()
+    assert run.report_path == str(stamp / "report.json")
+
+
+def test_a_folder_holding_a_report_is_never_overwritten(
+    inventory: Inventory, tmp_path: Path
+) -> None:
+    system = inventory.get("alpha")
+    target = tmp_path / "out" / "alpha" / "t1"
+    target.mkdir(parents=True)
+    (target / "report.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ConfigError, match="already holds a report"):
+        task_for(system, tmp_path / "out", stamp="t1")

@@ -283,8 +283,8 @@ def run(
                 t.system: bar.add_task("queued", total=1, system=escape(t.system)) for t in tasks
             }
 
-            def started(system: str) -> None:
-                bar.update(rows[system], description="running")
+            def started(system: str) -> None:  # serially: running now; on Dask: queued there
+                bar.update(rows[system], description="running" if serial else "submitted")
 
             def done(result: SweepResult) -> None:
                 if not result.ok:
