@@ -201,6 +201,18 @@ def run_assessment_task(task: AssessmentTask) -> dict[str, Any]:
     }
 
 
+def _task_outcome(task: AssessmentTask) -> dict[str, Any]:
+    """:func:`run_assessment_task`, with a user error returned as ``{"error": message}``.
+
+    An expected failure (a missing model, bad data) is an outcome to report, not a crash for
+    the Dask worker to log with its traceback; anything else still raises.
+    """
+    try:
+        return run_assessment_task(task)
+    except MlwardenError as exc:
+        return {"error": str(exc).strip() or exc.__class__.__name__}
+
+
 def _failure(system: str, exc: BaseException) -> SweepResult:
     message = str(exc).strip() or exc.__class__.__name__
     if not isinstance(exc, MlwardenError):
@@ -251,6 +263,8 @@ def run_sweep(
     def finish(system: str, outcome: dict[str, Any] | BaseException) -> None:
         if isinstance(outcome, BaseException):
             result = _failure(system, outcome)
+        elif "error" in outcome:
+            result = SweepResult(system=system, ok=False, error=str(outcome["error"]))
         else:
             try:
                 result = _success(system, outcome, inventory)
@@ -267,7 +281,7 @@ def run_sweep(
             if on_start:
                 on_start(task.system)
             try:
-                outcome: dict[str, Any] | BaseException = run_assessment_task(task)
+                outcome: dict[str, Any] | BaseException = _task_outcome(task)
             except Exception as exc:
                 outcome = exc
             finish(task.system, outcome)
@@ -277,7 +291,7 @@ def run_sweep(
         submitted = {}
         for task in tasks:
             future = client.submit(
-                run_assessment_task, task, key=f"mlwarden-assess-{task.system}-{time.time_ns()}",
+                _task_outcome, task, key=f"mlwarden-assess-{task.system}-{time.time_ns()}",
                 pure=False, retries=0,
             )  # fmt: skip
             submitted[future] = task.system
