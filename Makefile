@@ -39,7 +39,7 @@ demo: setup
 	$(DEMO_RUN) sign $(DEMO_OUT)/digits-cnn.pt2 --key $(DEMO_OUT)/keys/private.pem
 	$(DEMO_RUN) program add-system $(DEMO_OUT)/digits.threat-model.yaml --replace --db $(DEMO_DB)
 	$(DEMO_RUN) assess --model $(DEMO_OUT)/digits-cnn.pt2 --data builtin:digits --profile full \
-		--max-samples 200 --fail-under robust_accuracy@0.05=0.6 \
+		--max-samples 100 --fail-under robust_accuracy@0.05=0.6 \
 		--require-signature $(DEMO_OUT)/keys/public.pem \
 		--system digits --db $(DEMO_DB) --out $(DEMO_OUT)/assessment || test $$? -eq 3
 	$(DEMO_RUN) program report --db $(DEMO_DB) --out $(DEMO_OUT)/program
