@@ -30,6 +30,8 @@ setup-dev: $(VENV)/.setup-dev
 # assessment profile against it (recorded in the inventory), and write the programme report.
 # One torch thread: on 2 busy cores, two spinning OpenMP threads slow the attacks several-fold.
 DEMO_DB = sqlite:///$(abspath $(DEMO_OUT))/programme.db
+# each run's reports in their own folder: a recorded report is never overwritten
+DEMO_RUN_DIR := $(DEMO_OUT)/assessments/$(shell date -u +%Y%m%dT%H%M%SZ)
 DEMO_RUN = OMP_NUM_THREADS=1 $(BIN)/mlwarden
 demo: setup
 	mkdir -p $(DEMO_OUT)
@@ -41,7 +43,7 @@ demo: setup
 	$(DEMO_RUN) assess --model $(DEMO_OUT)/digits-cnn.pt2 --data builtin:digits --profile full \
 		--max-samples 100 --fail-under robust_accuracy@0.05=0.6 \
 		--require-signature $(DEMO_OUT)/keys/public.pem \
-		--system digits --db $(DEMO_DB) --out $(DEMO_OUT)/assessment || test $$? -eq 3
+		--system digits --db $(DEMO_DB) --out $(DEMO_RUN_DIR) || test $$? -eq 3
 	$(DEMO_RUN) program report --db $(DEMO_DB) --out $(DEMO_OUT)/program
 	@echo "Programme report: $(abspath $(DEMO_OUT))/program/index.html"
 

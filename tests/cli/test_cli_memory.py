@@ -60,18 +60,19 @@ def test_demo_runs_the_full_profile_into_the_programme_report_under_1_5_gb(
         "assess", "--model", model, "--data", "builtin:digits", "--profile", "full",
         "--max-samples", "100", "--fail-under", "robust_accuracy@0.05=0.6",
         "--require-signature", keys / "public.pem",
-        "--system", "digits", "--db", db, "--out", demo / "assessment",
+        "--system", "digits", "--db", db, "--out", demo / "assessments" / "run1",
     )  # fmt: skip
     assert done.returncode in (0, 3), done.stderr  # 3: the gate failed, still recorded
     done = _mlwarden("program", "report", "--db", db, "--out", demo / "program")
     assert done.returncode == 0, done.stderr
 
-    report = json.loads((demo / "assessment" / "report.json").read_text(encoding="utf-8"))
+    report_json = demo / "assessments" / "run1" / "report.json"
+    report = json.loads(report_json.read_text(encoding="utf-8"))
     ran = {c["name"] for c in report["sections"]["profile"]["checks"] if c["ran"]}
     assert ran >= {"evasion", "detection", "membership-inference", "extraction"}
     assert "supply-chain-scan" in ran
     page = (demo / "program" / "systems" / "digits.html").read_text(encoding="utf-8")
-    assert 'href="../../assessment/report.html"' in page
+    assert 'href="../../assessments/run1/report.html"' in page
     portfolio = json.loads((demo / "program" / "program.json").read_text(encoding="utf-8"))
     assert portfolio["systems"][0]["runs"] == 1
     peak_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
