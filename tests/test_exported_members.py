@@ -27,6 +27,7 @@ PUBLIC_MODULES = [
     "mlwarden.attacks.poisoning",
     "mlwarden.defenses.poisoning",
     "mlwarden.program",
+    "mlwarden.federated",
 ]
 INCLUDED_PRIVATE_MEMBERS = {"__version__"}
 # what ``from __future__ import annotations`` binds in a module: a feature, not an export

@@ -1,6 +1,6 @@
 """The package is layered top-down and has no import cycles, hidden or not.
 
-cli → program → governance → serve | assess → defenses | supplychain → report → attacks → models → data, with the
+cli → program → governance → serve | assess → federated → defenses | supplychain → report → attacks → models → data, with the
 shared base (``errors``, ``registry``, ``params``, ``_io``) below them all. The contracts live
 in ``pyproject.toml`` (``[tool.importlinter]``); import-linter checks every import, including
 those inside functions. The AST scan below says the same thing in this project's own words: an
@@ -22,12 +22,13 @@ PACKAGE = Path(mlwarden.__file__).parent
 PYPROJECT = PACKAGE.parents[1] / "pyproject.toml"
 
 # Rank of each top-level subpackage: a module may import only its own rank or higher numbers.
-LAYERS: dict[str, int] = {
+LAYERS: dict[str, float] = {
     "cli": 0,
     "program": 1,
     "governance": 2,
     "serve": 3,
     "assess": 3,
+    "federated": 3.5,  # below assess (its federated-privacy section), above defenses (DP-SGD)
     "defenses": 4,
     "supplychain": 4,
     "report": 5,
@@ -38,7 +39,7 @@ LAYERS: dict[str, int] = {
 BASE = 9  # errors, registry, params, _io, the package's own __init__
 
 
-def _rank(module: str) -> tuple[int, str]:
+def _rank(module: str) -> tuple[float, str]:
     """``(rank, top-level part)`` of a dotted module name under ``mlwarden``."""
     parts = module.split(".")
     top = parts[1] if len(parts) > 1 else ""

@@ -56,7 +56,7 @@ def test_severity_for_a_model_that_is_never_right_is_high() -> None:
 def test_plan_runs_the_standard_suite_autoattack_style_on_a_white_box_model(
     white_box: Any,
 ) -> None:
-    assert plan_attacks(AssessConfig(), white_box) == (["apgd", "apgd-t", "square"], [])
+    assert plan_attacks(AssessConfig(), white_box) == (["apgd", "apgd-t", "fmn", "square"], [])
 
 
 def test_plan_runs_the_quick_suite_when_asked(white_box: Any) -> None:
@@ -71,7 +71,10 @@ def test_plan_runs_the_black_box_suite_on_a_black_box_model(black_box: Any) -> N
 
 
 def test_plan_runs_every_suite_attack_in_l2_too(white_box: Any) -> None:
-    assert plan_attacks(AssessConfig(norm="l2"), white_box) == (["apgd", "apgd-t", "square"], [])
+    assert plan_attacks(AssessConfig(norm="l2"), white_box) == (
+        ["apgd", "apgd-t", "fmn", "square"],
+        [],
+    )
 
 
 def test_plan_skips_explicit_attacks_never_and_refuses_a_profile_beside_them() -> None:

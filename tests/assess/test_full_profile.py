@@ -140,6 +140,7 @@ TINY_FULL = {
     "attack_params": {
         "apgd": {"steps": 3},
         "apgd-t": {"steps": 3, "target_classes": 1},
+        "fmn": {"steps": 3, "target_classes": 1},
         "square": {"queries": 20},
     },
     "detectors": ["feature-squeezing"],

@@ -6,29 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from attacks.wrappers import CountingClassifier
 from mlwarden.attacks import HopSkipJump, get_attack
 from mlwarden.models import Classifier, TorchClassifier
 
 N_POINTS = 100
 FAR = 100.0  # an ε no point is that far from the boundary: the projection never binds
-
-
-class CountingClassifier(Classifier):
-    """Delegates to ``inner`` and counts the inputs it is asked to score."""
-
-    def __init__(self, inner: Classifier) -> None:
-        super().__init__(
-            input_shape=inner.input_shape,
-            n_classes=inner.n_classes,
-            clip_range=inner.clip_range,
-            batch_size=inner.batch_size,
-        )
-        self.inner = inner
-        self.inputs_scored = 0
-
-    def _predict_proba_batch(self, x: np.ndarray) -> np.ndarray:
-        self.inputs_scored += len(x)
-        return self.inner.predict_proba(x)
 
 
 class LabelsOnly(Classifier):

@@ -9,30 +9,13 @@ import pytest
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
+from attacks.wrappers import CountingClassifier
 from mlwarden.attacks import SquareAttack
 from mlwarden.attacks.evasion.square import meta_pseudo_gaussian_pert, p_selection
 from mlwarden.data import load_dataset
-from mlwarden.models import Classifier, SklearnClassifier, TorchClassifier
+from mlwarden.models import SklearnClassifier, TorchClassifier
 
 BUDGET = 300
-
-
-class CountingClassifier(Classifier):
-    """Delegates to ``inner`` and counts the inputs it is asked to score."""
-
-    def __init__(self, inner: Classifier) -> None:
-        super().__init__(
-            input_shape=inner.input_shape,
-            n_classes=inner.n_classes,
-            clip_range=inner.clip_range,
-            batch_size=inner.batch_size,
-        )
-        self.inner = inner
-        self.inputs_scored = 0
-
-    def _predict_proba_batch(self, x: np.ndarray) -> np.ndarray:
-        self.inputs_scored += len(x)
-        return self.inner.predict_proba(x)
 
 
 class ScaledLogits(torch.nn.Module):

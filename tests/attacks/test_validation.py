@@ -184,5 +184,7 @@ def test_registering_a_taken_name_raises() -> None:
 
 
 def test_unknown_attack_name_raises_config_error_listing_choices() -> None:
-    with pytest.raises(ConfigError, match=r"unknown attack 'deepfool'.*fgsm, hsj, pgd, square"):
+    with pytest.raises(
+        ConfigError, match=r"unknown attack 'deepfool'.*fgsm, fmn, hsj, pgd, square"
+    ):
         get_attack("deepfool")

@@ -115,10 +115,27 @@ TEMPLATES = {
     "PH_TIN": "Supplier TIN {} is printed on the official receipt.",
     "SECRET": "The deploy script still contains {} in plain text.",
     "PASSWORD": "config line: password={}",
+    "PERSON": "The tenancy agreement was countersigned by {} on Monday.",
+    "STREET_ADDRESS": "Please deliver the replacement parts to {} before noon.",
 }
 
 
-def generate(n_per_entity: int = 60, n_negative: int = 400, seed: int = 0) -> list[Record]:
+def generate(
+    n_per_entity: int = 60,
+    n_negative: int = 400,
+    seed: int = 0,
+    *,
+    addresses: bool = False,
+    names: bool = False,
+    held_out_names: frozenset[str] | None = None,
+) -> list[Record]:
+    """The labelled corpus: ``n_per_entity`` records per entity type, ``n_negative`` without any.
+
+    ``addresses`` adds street addresses (Faker's en_US, en_GB, de_DE, th_TH, id_ID, en_PH and
+    en_MS formats, one line); ``names`` adds person names (its en_US, en_GB, de_DE, th_TH and
+    id_ID names: the very lists the name recognizer is built from). With ``held_out_names``, only
+    names with a first or last part in that set are used.
+    """
     rng = random.Random(seed)
     fakers = {loc: Faker(loc) for loc in ("en_US", "en_GB", "de_DE", "th_TH", "id_ID", "en_PH")}
     for i, f in enumerate(fakers.values()):
@@ -166,6 +183,23 @@ def generate(n_per_entity: int = 60, n_negative: int = 400, seed: int = 0) -> li
         "SECRET": secret,
         "PASSWORD": lambda: us.password(length=12, special_chars=False),
     }
+    name_fakers = [fakers[loc] for loc in ("en_US", "en_GB", "de_DE", "th_TH", "id_ID")]
+    if addresses:
+        address_fakers = [*name_fakers, fakers["en_PH"], Faker("en_MS")]
+        address_fakers[-1].seed_instance(seed + 99)
+        makers["STREET_ADDRESS"] = lambda: rng.choice(address_fakers).address().replace("\n", ", ")
+    if names:
+
+        def person() -> str:
+            for _ in range(10_000):
+                value = rng.choice(name_fakers).name()
+                if held_out_names is None or any(
+                    part.strip(".") in held_out_names for part in value.replace("-", " ").split()
+                ):
+                    return value
+            raise RuntimeError("no held-out name generated")
+
+        makers["PERSON"] = person
     records: list[Record] = []
     for entity, make in makers.items():
         for _ in range(n_per_entity):
@@ -177,6 +211,8 @@ def generate(n_per_entity: int = 60, n_negative: int = 400, seed: int = 0) -> li
             records.append(Record(text, ((entity, start, start + len(value)),)))
     negatives = [
         lambda: us.paragraph(nb_sentences=3),
+        lambda: f"{us.company()} announced {us.catch_phrase().lower()} in {us.city()}.",
+        lambda: f"Ticket {rng.randrange(100, 9999)}: {us.bs().capitalize()} for {us.company()}.",
         lambda: th.sentence(),
         lambda: idn.sentence(),
         lambda: (

@@ -162,3 +162,18 @@ def test_grant_levels_are_checked(registry: Registry, raw_csv: Path) -> None:
     registry.register_dataset("raw", raw_csv, make_card())
     with pytest.raises(ConfigError, match="level 'owner'"):
         registry.grant("raw", "x", "owner")
+
+
+def test_retention_names_the_registered_copies_derived_from_expired_data(
+    registry: Registry, raw_csv: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy.csv"
+    copy.write_text("age,label\n31,0\n", encoding="utf-8")
+    registry.register_dataset("raw", raw_csv, make_card(retention="7d"))
+    registry.register_dataset("copy", copy, make_card(retention="2y"))
+    registry.record_transform(["raw"], ["copy"], "cp", "9.4")
+    later = registry.get("raw").registered_at + 8 * DAY
+    (planned,) = expired_datasets(registry, now=later)
+    assert (planned.dataset.name, planned.derived, planned.models) == ("raw", ("copy",), ())
+    (done,) = apply_retention(registry, now=later)
+    assert done.derived == ("copy",) and copy.exists()

@@ -1,6 +1,8 @@
 """The issue's proof, through the command line: register raw data, transform it, train a model,
-deny and allow reads by role (both audited), expire the raw data, show the lineage and the models
-affected; every artefact's digest verifies and the audit chain stays intact."""
+scan for PII (the planted records are found), deny and allow reads by role (both audited), expire
+the raw data, show the lineage and the models affected, export it as OpenLineage events; every
+artefact's digest verifies and the audit chain stays intact. (The same lineage recorded by
+mlwarden's own commands, without registry calls: test_provenance.py.)"""
 
 from __future__ import annotations
 
@@ -166,6 +168,22 @@ def test_register_transform_train_control_access_expire_and_trace(
     assert code == 0 and "ok clean" in out and "ok churn" in out and "skipped raw" in out
     code, out = _cli(capsys, "audit", "verify", "--db", db)
     assert code == 0 and "intact" in out
+    # the same story as OpenLineage events for a catalogue: the deletion is a DROP
+    events_path = tmp_path / "openlineage.jsonl"
+    code, out = _cli(capsys, "governance", "lineage", "export", "-o", events_path, "--db", db)
+    assert code == 0, out
+    events = [json.loads(line) for line in events_path.read_text(encoding="utf-8").splitlines()]
+    jobs = {(e["job"]["name"], e["eventType"]) for e in events if "job" in e}
+    assert ("train:logreg", "COMPLETE") in jobs and ("transform:cut -d, -f4-", "START") in jobs
+    (drop,) = [
+        o
+        for e in events
+        if e.get("eventType") == "COMPLETE" and e["job"]["name"].startswith("delete:")
+        for o in e["outputs"]
+    ]
+    assert drop["name"] == str(raw.resolve())
+    assert drop["facets"]["lifecycleStateChange"]["lifecycleStateChange"] == "DROP"
+
     # ... and a tampered model is named
     model.write_bytes(model.read_bytes() + b"\0")
     code, out = _cli(capsys, "governance", "lineage", "verify", "--db", db)

@@ -295,6 +295,52 @@ def test_appends_from_the_event_loop_inline_or_grouped(db: Database, mode: str) 
         assert 7 <= log.commits <= 50
 
 
+@pytest.mark.postgres
+def test_group_commit_survives_its_kept_connection_being_killed() -> None:
+    """The writer thread keeps one connection (no pool checkout or ping per batch); when the
+    server drops it (a restart, an idle timeout), the next batch is written on a fresh one and
+    no request is failed or written twice."""
+    import asyncio
+    import threading
+
+    import sqlalchemy as sa
+
+    from serve.helpers import POSTGRES_URL, require_server
+
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    database = Database(POSTGRES_URL, prefix="t" + uuid.uuid4().hex[:10] + "_")
+    taken: list[Any] = []
+    checkout = database.writer.raw_connection
+
+    def spy() -> Any:  # note the connections the writer thread takes
+        connection = checkout()
+        if threading.current_thread().name == "mlwarden-audit":
+            taken.append(connection)
+        return connection
+
+    database.writer.raw_connection = spy  # type: ignore[method-assign]
+    log = AuditLog(database, batch_max=16, mode="group")
+    try:
+
+        async def write(entries: list[AuditEntry]) -> None:
+            await asyncio.gather(*(log.append_async(e) for e in entries))
+
+        asyncio.run(write(_entries(20)))
+        asyncio.run(write(_entries(20, start=20)))
+        assert len(taken) == 1  # one connection kept across batches
+        pid = taken[0].driver_connection.info.backend_pid
+        with database.reader.connect() as conn:
+            assert conn.execute(sa.text(f"SELECT pg_terminate_backend({pid})")).scalar()
+        asyncio.run(write(_entries(20, start=40)))
+        assert len(taken) == 2  # the dead one replaced
+        log.close()
+        assert log.count() == 60 and log.verify().ok
+    finally:
+        log.close()
+        database.tables.metadata.drop_all(database.writer)
+        database.dispose()
+
+
 # -- rate limits ---------------------------------------------------------------------------
 def _limits(url: str, prefix: str, **kwargs: Any) -> RateLimits:
     return RateLimits(RateLimitConfig(storage=url, key_prefix=prefix, **kwargs))

@@ -23,6 +23,7 @@ Example ``assess.yaml``::
     privacy: {membership: true, lira_shadows: 8, inversion: true}  # training-data leakage (optional)
     poisoning: true               # inspect --train-data for poison (default: when it is given)
     extraction: {budget: 1000}    # model theft through the API, per output policy (optional)
+    memorization: {model: lm.pt, canaries: canaries.json}  # a text generator's canaries (optional)
 
 A gate ``metric: threshold`` fails when the measured metric is below the threshold. Metrics are
 ``clean_accuracy`` and ``robust_accuracy@EPS`` (the worst accuracy over all attacks at ε=EPS);
@@ -30,7 +31,8 @@ A gate ``metric: threshold`` fails when the measured metric is below the thresho
 fidelity a Knockoff surrogate reaches with BUDGET queries, see :mod:`mlwarden.assess.extraction`)
 gates model theft; ``membership_resistance`` (one minus the largest membership advantage
 TPR − FPR of the privacy section's attacks, see :mod:`mlwarden.assess.privacy`) gates
-membership leakage.
+membership leakage; ``memorization_resistance`` (one minus the largest canary exposure over
+``log2 |R|``, see :mod:`mlwarden.assess.memorization`) gates memorised secrets.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ _METRIC = re.compile(
     r"^(?P<name>clean_accuracy|robust_accuracy)(\[(?P<attack>[a-z0-9_-]+)\])?(@(?P<eps>[0-9.eE+-]+))?$"
 )
 _EXTRACTION_METRIC = re.compile(r"^extraction_resistance@[1-9][0-9]*$")
-_PRIVACY_METRIC = re.compile(r"^membership_resistance$")
+_PRIVACY_METRIC = re.compile(r"^(membership|memorization)_resistance$")
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ class AssessConfig(BaseModel):
     detectors: Any = None
     poisoning: bool | None = None
     privacy: Any = None
+    memorization: Any = None
     extraction: Any = None
     profile: str | None = None
     acknowledge_masking: bool = False

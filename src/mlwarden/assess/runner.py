@@ -16,8 +16,10 @@ from mlwarden.assess.certification import run_certification, smoothing_settings
 from mlwarden.assess.config import AssessConfig, Gate
 from mlwarden.assess.detection import resolve_train_data, run_detection
 from mlwarden.assess.evasion import plan_attacks, run_evasion
+from mlwarden.assess.federated import is_federated_record
 from mlwarden.assess.masking import MASKING_PREFIX
 from mlwarden.assess.profiles import FULL_PROFILE, FullProfilePlan, RunFacts, plan_full_profile
+from mlwarden.assess.text import assess_text, is_text_model, text_steps
 from mlwarden.data.dataset import Dataset
 from mlwarden.errors import ConfigError, DataError
 from mlwarden.models import to_white_box
@@ -77,6 +79,8 @@ def count_steps(
     ``artifact`` and ``artifacts_scanned`` are what :func:`assess` is given (the full profile
     plans its sections from them).
     """
+    if is_text_model(classifier):
+        return text_steps(config)
     config, plan = resolve_profile(
         classifier,
         data,
@@ -99,6 +103,7 @@ def count_steps(
         steps += int(privacy["inversion"] and classifier.differentiable)
     if isinstance(config.extraction, dict):
         steps += len(config.extraction["policies"])
+    steps += int(isinstance(config.memorization, dict))
     if train_data_given and config.poisoning is not False:
         steps += 6 if classifier.differentiable else 3
     if plan is not None and "supply-chain-scan" in plan.ran:
@@ -288,6 +293,15 @@ def assess(
         The model's file, scanned by ``profile: full`` (unless ``extra_findings`` already hold
         a supply-chain section).
     """
+    if is_text_model(classifier):  # text models: the synonym-substitution check (assess/text.py)
+        return assess_text(
+            classifier,
+            data,
+            config,
+            on_step=on_step,
+            extra_findings=extra_findings,
+            evaluate_gates=evaluate_gates,
+        )
     _check_compatible(classifier, data)
     classifier, conversion, conversion_finding = white_box_view(classifier, data, config)
     config, plan = resolve_profile(
@@ -382,6 +396,13 @@ def assess(
         findings.extend(privacy.findings)
         metrics.update(privacy.metrics)
         sections["privacy"] = privacy.section
+    if isinstance(config.memorization, dict):  # the text generator named in the config
+        from mlwarden.assess.memorization import run_memorization
+
+        memorization = run_memorization(config.memorization, seed=config.seed, on_step=on_step)
+        findings.extend(memorization.findings)
+        metrics.update(memorization.metrics)
+        sections["memorization"] = memorization.section
     if isinstance(config.extraction, dict):
         from mlwarden.assess.extraction import run_extraction
 
@@ -396,6 +417,14 @@ def assess(
         findings.extend(extraction.findings)
         metrics.update(extraction.metrics)
         sections["extraction"] = extraction.section
+    training_record = (classifier.info.get("metadata") or {}).get("training")
+    if is_federated_record(training_record):  # a model from `mlwarden fl train`
+        from mlwarden.assess.federated import run_federated_privacy
+
+        federated = run_federated_privacy(training_record, sample, seed=config.seed)
+        findings.extend(federated.findings)
+        metrics.update(federated.metrics)
+        sections["federated_privacy"] = federated.section
     if plan is not None:
         sections["profile"] = plan.section()
         findings.append(_plan_finding(plan))

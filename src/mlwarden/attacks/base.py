@@ -104,7 +104,11 @@ class Attack(ABC):
 
     name: ClassVar[str]
     needs_gradients: ClassVar[bool] = True
+    needs_scores: ClassVar[bool] = True
+    """Whether the attack reads scores (probabilities); decision-based ones need only labels."""
     supported_norms: ClassVar[tuple[str, ...]] = NORMS
+    #: The input modalities the attack works on: ``"tensor"`` (images, tabular) or ``"text"``.
+    modalities: ClassVar[tuple[str, ...]] = ("tensor",)
 
     def __init__(
         self,

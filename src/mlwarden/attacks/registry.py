@@ -12,4 +12,16 @@ ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 register = ATTACKS.register
 get_attack = ATTACKS.get
-attack_names = ATTACKS.names
+
+
+def attack_names(modality: str | None = "tensor") -> list[str]:
+    """Names of the registered attacks on ``modality`` (``None``: every attack), sorted.
+
+    Attacks declare their modalities (:attr:`Attack.modalities`); the default lists the tensor
+    attacks the image and tabular checks choose from, ``"text"`` the text attacks.
+    """
+    return [
+        name
+        for name in ATTACKS.names()
+        if modality is None or modality in ATTACKS.get(name).modalities
+    ]

@@ -104,6 +104,12 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "Harden a model: adversarial training, Gaussian-noise training for randomized "
         "smoothing, or DP-SGD.",
     ),
+    "fl": (
+        "mlwarden.cli.fl",
+        "app",
+        "group",
+        "Federated learning on Flower: FedAvg over partitioned data, SecAgg+, differential privacy.",
+    ),
     "attack": (
         "mlwarden.cli.attack",
         "app",

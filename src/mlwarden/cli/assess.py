@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -63,6 +63,19 @@ def assess(
     advisories: Path | None = typer.Option(
         None, "--advisories", help="Local OSV advisories for the --artifacts dependency audit."
     ),
+    model_name: str | None = typer.Option(
+        None,
+        "--model-name",
+        help="The served model's name when --model is a gateway URL (http://HOST:PORT): the "
+        "model is then assessed black-box over HTTP (HopSkipJump when it answers labels only).",
+    ),
+    api_key: str | None = typer.Option(
+        None,
+        "--api-key",
+        envvar="MLWARDEN_API_KEY",
+        help="API key for a gateway URL (or $MLWARDEN_API_KEY); never written anywhere.",
+        show_default=False,
+    ),
     train_data: str | None = typer.Option(
         None,
         "--train-data",
@@ -117,12 +130,15 @@ def assess(
         label_column=label_column,
         clip_range=tuple(settings.clip_range) if settings.clip_range else None,  # type: ignore[arg-type]
     )
-    classifier = load_model(
-        model,
-        input_shape=dataset.input_shape,
-        clip_range=dataset.clip_range,
-        verify=None if require_signature is None else signature_verifier(require_signature),
-    )
+    if model.startswith(("http://", "https://")):
+        classifier = served_model(model, model_name, api_key)
+    else:
+        classifier = load_model(
+            model,
+            input_shape=dataset.input_shape,
+            clip_range=dataset.clip_range,
+            verify=None if require_signature is None else signature_verifier(require_signature),
+        )
     supply_chain = None
     if artifacts is not None:
         from mlwarden.supplychain.findings import supply_chain_findings
@@ -172,6 +188,8 @@ def assess(
             artifact=artifact,
         )
         bar.update(task, description="done", completed=bar.tasks[0].total)
+    if hasattr(classifier, "victim"):  # a served model: close its HTTP connections
+        classifier.victim.close()
     paths = write_reports(report, out)
     _print_summary(report)
     console.print(
@@ -287,3 +305,12 @@ def _print_defenses(sections: dict[str, object]) -> None:
                 verdict = f"[bold red]{verdict} bypassed[/]"
             table.add_row(row["name"], *cells, verdict)
         console.print(table)
+
+
+def served_model(url: str, model_name: str | None, api_key: str | None, client: Any = None) -> Any:
+    """A model behind ``mlwarden serve`` as a black-box classifier (every call a query)."""
+    from mlwarden.attacks.extraction import HttpVictim, VictimClassifier
+
+    if not model_name:
+        raise ConfigError("--model-name is required when --model is a URL")
+    return VictimClassifier(HttpVictim(url, model_name, api_key, client=client))

@@ -22,7 +22,7 @@ from mlwarden.errors import ConfigError, SecurityWarning
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Run one attack and write its result: membership inference, model inversion, DP audit.",
+    help="Run one attack and write its result: membership inference, model inversion, DP audit, memorization.",
     no_args_is_help=True,
 )
 
@@ -318,3 +318,13 @@ app.command("audit", hidden=True)(dp_audit)
 from mlwarden.cli.extract import extract as _extract  # noqa: E402
 
 app.command("extract")(_extract)
+
+# canary exposure of a text generator (issue 19): the command lives in mlwarden.cli.memorization
+from mlwarden.cli.memorization import memorization as _memorization  # noqa: E402
+
+app.command("memorization")(_memorization)
+
+# Gradient leakage simulates a federated round: it lives with the fl commands (needs flwr).
+from mlwarden.cli.fl import gradient_leakage as _gradient_leakage  # noqa: E402
+
+app.command("gradient-leakage")(_gradient_leakage)

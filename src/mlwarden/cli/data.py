@@ -1,7 +1,8 @@
 """``mlwarden data``: plant poison in a copy of a dataset, and inspect a dataset for poison.
 
 * ``mlwarden data poison``: BadNets, blend or label-flip poisoning of a copy of the data,
-  written as ``.npz`` with a ``.truth.json`` ground-truth file beside it;
+  written as ``.npz`` with a ``.truth.json`` ground-truth file beside it; text data gets the
+  trigger-phrase backdoor, written as ``.jsonl``;
 * ``mlwarden data inspect``: run the poisoned-data detectors and write ``report.json`` and
   ``report.html``; ``--remove`` writes a cleaned copy and ``--retrain`` measures a model
   retrained on it.
@@ -18,6 +19,7 @@ import numpy as np
 import typer
 
 from mlwarden.cli._console import console, progress
+from mlwarden.cli.governance import REGISTRY_OPTION, Recorder
 from mlwarden.cli.options import LABEL_COLUMN, load_like
 from mlwarden.errors import ConfigError
 
@@ -28,13 +30,20 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_POISON_ATTACKS_HELP = "Poisoning attack: badnets, blend or label-flip."
-_DATA_HELP = "Data: builtin:digits (its train split unless :test is given), .npz or .csv."
+_POISON_ATTACKS_HELP = "Poisoning attack: badnets, blend, label-flip, or trigger-phrase (text)."
+_DATA_HELP = (
+    "Data: builtin:NAME (its train split unless :test is given), .npz, .csv, or .jsonl text "
+    "({text, label} a line)."
+)
 
 
 def _load(spec: str, label_column: str, **kwargs: Any) -> Any:
     from mlwarden.data import load_dataset
 
+    if spec.endswith(".jsonl"):
+        from mlwarden.attacks.poisoning import load_text_jsonl
+
+        return load_text_jsonl(spec, n_classes=kwargs.get("n_classes"))
     return load_dataset(spec, split="train", label_column=label_column, **kwargs)
 
 
@@ -69,7 +78,9 @@ def poison(
     data: str = typer.Option(..., "--data", "-d", help=_DATA_HELP),
     attack: str = typer.Option(..., "--attack", "-a", help=_POISON_ATTACKS_HELP),
     rate: float = typer.Option(..., "--rate", help="Fraction of eligible samples to poison."),
-    out: Path = typer.Option(..., "--out", "-o", help="Poisoned copy (.npz); truth beside it."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Poisoned copy (.npz; .jsonl for text); truth beside it."
+    ),
     target_class: int | None = typer.Option(
         None,
         "--target-class",
@@ -88,11 +99,23 @@ def poison(
     source_class: int | None = typer.Option(
         None, "--source-class", help="Targeted label flip: only flip this class."
     ),
+    trigger: str = typer.Option(
+        "cf mn bb tq", "--trigger", help="Trigger phrase: the phrase inserted into texts."
+    ),
+    position: str = typer.Option(
+        "random", "--position", help="Trigger phrase: random, start, middle or end."
+    ),
+    clean_label: bool = typer.Option(
+        False, "--clean-label", help="Trigger phrase: poison only target-class texts."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample draw (and noise pattern)."),
     label_column: str = LABEL_COLUMN,
+    registry: str | None = REGISTRY_OPTION,
 ) -> None:
     """Write a poisoned copy of the data and a ground-truth index file beside it."""
     from mlwarden.attacks.poisoning import get_poisoning_attack, save_poisoned
+
+    recorder = Recorder(registry)
 
     try:
         cls = get_poisoning_attack(attack)
@@ -117,6 +140,12 @@ def poison(
             "mode": mode,
             "source_class": source_class,
         },
+        "trigger-phrase": lambda: {
+            "target_class": backdoor_class,
+            "trigger": trigger,
+            "position": position,
+            "clean_label": clean_label,
+        },
     }
     dataset = _load(data, label_column)
     attacker = cls(
@@ -129,6 +158,14 @@ def poison(
         f"poisoned {len(result.indices)} of {len(dataset)} samples with {attack} "
         f"→ [bold]{data_path}[/] (truth: {truth_path})",
         highlight=False,
+    )
+    command = f"mlwarden data poison --attack {attack} --rate {rate:g} --seed {seed}"
+    recorder.dataset(
+        data_path,
+        sources=[data],
+        digests=[source["sha256"]],
+        command=command,
+        label_column=label_column,
     )
 
 
@@ -175,6 +212,7 @@ def inspect(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of training and detectors."),
     label_column: str = LABEL_COLUMN,
+    registry: str | None = REGISTRY_OPTION,
 ) -> None:
     """Inspect training data for poison; write report.json and report.html."""
     from mlwarden import __version__
@@ -195,6 +233,20 @@ def inspect(
         raise ConfigError(f"--epochs must be at least 1, got {epochs}")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
+    started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    recorder = Recorder(registry)
+    dataset = _load(data, label_column)
+    if dataset.kind == "text":
+        from mlwarden.cli.data_text import inspect_text
+
+        doc = inspect_text(
+            dataset, data_spec=data, out=out, model=model, clean=clean, truth=truth,
+            remove=remove, remove_by=remove_by, retrain=retrain, test_data=test_data,
+            reclassify=reclassify, seed=seed, started=started,
+        )  # fmt: skip
+        _print_summary(doc)
+        console.print(f"Report: [bold]{out / 'report.html'}[/]  (JSON: {out / 'report.json'})")
+        return
     names = tuple(n.strip() for n in remove_by.split(",")) if remove_by else DEFAULT_REMOVE_BY
     known = set(inspection_detector_names())
     unknown = sorted(set(names) - known)
@@ -202,8 +254,6 @@ def inspect(
         raise ConfigError(
             f"--remove-by: unknown detector(s) {unknown}; choose from {sorted(known)}"
         )
-    started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-    dataset = _load(data, label_column)
     holdout = load_like(clean, dataset, label_column=label_column) if clean else None
     record = load_truth(truth, n_samples=len(dataset)) if truth else None
     mask = None
@@ -259,6 +309,15 @@ def inspect(
                 dataset, removal, classifier, fit, record, test_data, data, holdout, label_column
             )
     paths = write_inspection_reports(doc, out)
+    if doc["cleaned"]:
+        command = f"mlwarden data inspect --remove-by {','.join(names)} --seed {seed}"
+        recorder.dataset(
+            Path(doc["cleaned"]["path"]),
+            sources=[data],
+            digests=[dataset.digest()],
+            command=command,
+            label_column=label_column,
+        )
     _print_summary(doc)
     console.print(f"Report: [bold]{paths['html']}[/]  (JSON: {paths['json']})")
 
@@ -365,7 +424,13 @@ def _print_summary(doc: dict[str, Any]) -> None:
             success = row["attack_success_rate"]
             console.print(
                 f"{name}: clean accuracy {row['clean_accuracy']:.1%}"
-                + ("" if success is None else f", attack success {success:.1%}"),
+                + ("" if success is None else f", attack success {success:.1%}")
+                + (
+                    ""
+                    if row.get("trigger_flip_rate") is None
+                    else f" (trigger flips {row['trigger_flip_rate']:.1%} of correctly "
+                    "classified inputs)"
+                ),
                 highlight=False,
             )
 

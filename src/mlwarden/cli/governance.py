@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,9 +25,9 @@ from mlwarden.cli._console import console
 from mlwarden.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from mlwarden.governance import Registry
+    from mlwarden.governance import Artifact, Registry, Run
 
-__all__ = ["app"]
+__all__ = ["REGISTRY_OPTION", "Recorder", "app", "scan_pii"]
 
 EXIT_CHANGED = 3
 
@@ -41,10 +43,78 @@ _DB = typer.Option("sqlite:///mlwarden.db", "--db", envvar="MLWARDEN_DB", help=_
 _PREFIX = typer.Option("mlw_", "--table-prefix", help="The gateway's table name prefix.")
 
 
-def _registry(db: str, prefix: str) -> Registry:
+@contextmanager
+def _registry(db: str, prefix: str) -> Iterator[Registry]:
+    """The registry, closed (its connections released) when the command ends."""
     from mlwarden.governance import Registry
 
-    return Registry(db, prefix=prefix)
+    registry = Registry(db, prefix=prefix)
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+REGISTRY_OPTION = typer.Option(
+    None,
+    "--registry",
+    envvar="MLWARDEN_REGISTRY",
+    help="Record the output and its lineage in this governance registry "
+    "(sqlite:///PATH or postgresql://...); off unless given.",
+)
+
+
+class Recorder:
+    """Records what a command made in the registry at ``url``; does nothing when it is ``None``.
+
+    Made before the command works, so a bad registry URI fails before a long training run, and
+    used once the output is written (:mod:`mlwarden.governance.provenance` says what is linked).
+    """
+
+    def __init__(self, url: str | None, *, prefix: str = "mlw_") -> None:
+        self.url, self.prefix = url, prefix
+        if url:
+            with _registry(url, prefix):  # creates the tables; a bad URI is a ConfigError now
+                pass
+
+    def model(self, path: Path, *, data_files: list[str | None]) -> None:
+        """Register the model at ``path``, linked to its sidecar's digests and ``data_files``."""
+        if not self.url:
+            return
+        from mlwarden.governance.provenance import record_trained_model
+
+        with _registry(self.url, self.prefix) as reg:
+            artifact, run = record_trained_model(reg, path, data_files=data_files)
+            _print_model(reg, artifact, run)
+
+    def dataset(
+        self, path: Path, *, sources: list[str], digests: list[str], command: str, label_column: str
+    ) -> None:
+        """Record ``path`` as made from the data specs ``sources`` (whose data ``digests`` these are)."""
+        if not self.url:
+            return
+        from mlwarden import __version__
+        from mlwarden.governance.provenance import input_digests, record_derived_dataset
+
+        with _registry(self.url, self.prefix) as reg:
+            artifact, run = record_derived_dataset(
+                reg,
+                path,
+                inputs=[*input_digests(sources), *digests],
+                command=command,
+                version=f"mlwarden {__version__}",
+                label_column=label_column,
+            )
+        if artifact is None:
+            console.print(
+                f"recorded transform {run.run_id} -> {escape(str(path))} (its source is not a "
+                "registered dataset: register it with a data card to name it)"
+            )
+        else:
+            console.print(
+                f"registered dataset [bold]{escape(artifact.name)}[/] (card of its source), "
+                f"transform {run.run_id}"
+            )
 
 
 def _when(stamp: float | None) -> str:
@@ -83,10 +153,14 @@ def register(
     """Register a dataset with its data card and content digest."""
     from mlwarden.governance import load_card
 
-    reg = _registry(db, table_prefix)
-    artifact = reg.register_dataset(
-        name, data, load_card(card), data_sha256=_data_digest(data, label_column), replace=replace
-    )
+    with _registry(db, table_prefix) as reg:
+        artifact = reg.register_dataset(
+            name,
+            data,
+            load_card(card),
+            data_sha256=_data_digest(data, label_column),
+            replace=replace,
+        )
     console.print(f"registered dataset [bold]{escape(name)}[/] sha256:{artifact.file_sha256}")
     if artifact.data_sha256:
         console.print(f"  data digest (model sidecars): {artifact.data_sha256}")
@@ -103,9 +177,15 @@ def register_model(
     """Register a model; its sidecar's training-data digests link it to registered datasets."""
     from mlwarden.models.loading import read_sidecar
 
-    reg = _registry(db, table_prefix)
-    artifact, run = reg.register_model(name, model, read_sidecar(model), replace=replace)
-    console.print(f"registered model [bold]{escape(name)}[/] sha256:{artifact.file_sha256}")
+    with _registry(db, table_prefix) as reg:
+        artifact, run = reg.register_model(name, model, read_sidecar(model), replace=replace)
+        _print_model(reg, artifact, run)
+
+
+def _print_model(reg: Registry, artifact: Artifact, run: Run | None) -> None:
+    console.print(
+        f"registered model [bold]{escape(artifact.name)}[/] sha256:{artifact.file_sha256}"
+    )
     if run is None:
         console.print("[yellow]its sidecar records no training data digest: no lineage link[/]")
     else:
@@ -124,7 +204,8 @@ def transform(
     table_prefix: str = _PREFIX,
 ) -> None:
     """Record a transformation between registered datasets (input digests -> output digests)."""
-    run = _registry(db, table_prefix).record_transform(inputs, outputs, command, version)
+    with _registry(db, table_prefix) as reg:
+        run = reg.record_transform(inputs, outputs, command, version)
     console.print(f"recorded transform {run.run_id}: {', '.join(inputs)} -> {', '.join(outputs)}")
 
 
@@ -132,7 +213,9 @@ def transform(
 def list_artifacts(db: str = _DB, table_prefix: str = _PREFIX) -> None:
     """List registered datasets and models."""
     table = Table("name", "kind", "sha256", "owner", "sensitivity", "expires", "status")
-    for a in _registry(db, table_prefix).list():
+    with _registry(db, table_prefix) as reg:
+        artifacts = reg.list()
+    for a in artifacts:
         table.add_row(
             a.name,
             a.kind,
@@ -154,7 +237,8 @@ def grant(
     table_prefix: str = _PREFIX,
 ) -> None:
     """Grant a role read, write or admin access to a dataset (audited)."""
-    _registry(db, table_prefix).grant(dataset, role, level)
+    with _registry(db, table_prefix) as reg:
+        reg.grant(dataset, role, level)
     console.print(f"granted {escape(role)} {level} on {escape(dataset)}")
 
 
@@ -171,9 +255,8 @@ def open_command(
     """Check a key's grant on a dataset, audit it, and print the verified path (exit 2 if denied)."""
     from mlwarden.governance import open_dataset
 
-    handle = open_dataset(
-        dataset, key=os.environ.get(key_env), registry=_registry(db, table_prefix), level=level
-    )
+    with _registry(db, table_prefix) as reg:
+        handle = open_dataset(dataset, key=os.environ.get(key_env), registry=reg, level=level)
     typer.echo(str(handle.path))
 
 
@@ -187,11 +270,11 @@ def lineage_show(
     """Print where NAME came from and what was derived from it."""
     from mlwarden.governance.lineage import render_html, render_text
 
-    reg = _registry(db, table_prefix)
-    typer.echo(render_text(reg, name))
-    if html is not None:
-        atomic_write_text(html, render_html(reg, name))
-        console.print(f"wrote {html}")
+    with _registry(db, table_prefix) as reg:
+        typer.echo(render_text(reg, name))
+        if html is not None:
+            atomic_write_text(html, render_html(reg, name))
+            console.print(f"wrote {html}")
 
 
 @lineage_app.command("verify")
@@ -199,7 +282,8 @@ def lineage_verify(db: str = _DB, table_prefix: str = _PREFIX) -> None:
     """Re-hash every registered file; exit 3 naming what changed or disappeared."""
     from mlwarden.governance import verify
 
-    result = verify(_registry(db, table_prefix))
+    with _registry(db, table_prefix) as reg:
+        result = verify(reg)
     for name in result.ok:
         console.print(f"[green]ok[/] {escape(name)}")
     for name, recorded, current in result.changed:
@@ -210,6 +294,39 @@ def lineage_verify(db: str = _DB, table_prefix: str = _PREFIX) -> None:
         console.print(f"[dim]skipped {escape(name)} (deleted or quarantined)[/]")
     if not result.passed:
         raise typer.Exit(code=EXIT_CHANGED)
+
+
+@lineage_app.command("export")
+def lineage_export(
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write the events here (JSON lines); default: print them."
+    ),
+    namespace: str = typer.Option("mlwarden", "--namespace", help="OpenLineage job namespace."),
+    db: str = _DB,
+    table_prefix: str = _PREFIX,
+) -> None:
+    """Export artefacts and runs as OpenLineage events (Marquez, DataHub and others ingest them)."""
+    from openlineage.client.serde import Serde
+    from openlineage.client.transport import Transport
+
+    from mlwarden.governance.openlineage_export import emit_openlineage, export_openlineage
+
+    if out is not None:
+        with _registry(db, table_prefix) as reg:
+            count = export_openlineage(reg, out, namespace=namespace)
+        console.print(f"wrote {count} OpenLineage events to {escape(str(out))}")
+        return
+
+    class _Stdout(Transport):  # type: ignore[misc]
+        """One event per line on stdout (the console transport only logs)."""
+
+        kind = "mlwarden-stdout"
+
+        def emit(self, event: object) -> None:
+            typer.echo(Serde.to_json(event))
+
+    with _registry(db, table_prefix) as reg:
+        emit_openlineage(reg, _Stdout(), namespace=namespace)
 
 
 @app.command("retention")
@@ -225,8 +342,8 @@ def retention(
     """List (--dry-run) or delete/quarantine (--apply) datasets past their retention period."""
     from mlwarden.governance import apply_retention, expired_datasets
 
-    reg = _registry(db, table_prefix)
-    items = apply_retention(reg, quarantine=quarantine) if apply else expired_datasets(reg)
+    with _registry(db, table_prefix) as reg:
+        items = apply_retention(reg, quarantine=quarantine) if apply else expired_datasets(reg)
     if as_json:
         typer.echo(
             json.dumps(
@@ -237,6 +354,7 @@ def retention(
                         "action": i.action,
                         "where": i.where,
                         "models_trained_on_it": list(i.models),
+                        "datasets_derived_from_it": list(i.derived),
                     }
                     for i in items
                 ],
@@ -248,9 +366,11 @@ def retention(
         console.print("no dataset is past its retention period")
     for i in items:
         models = ", ".join(i.models) or "none"
+        derived = ", ".join(i.derived) or "none"
         console.print(
             f"{i.action}: {escape(i.dataset.name)} (expired {_when(i.expired_at)}); "
-            f"models trained on it: {escape(models)}"
+            f"models trained on it: {escape(models)}; datasets derived from it (kept): "
+            f"{escape(derived)}"
         )
 
 
@@ -267,12 +387,17 @@ def scan_pii(
         None, "--fail-on", help="Exit 3 when a finding is at least this severe (CI gate)."
     ),
     no_secrets: bool = typer.Option(False, "--no-secrets", help="Skip credential detection."),
+    names: bool = typer.Option(
+        False,
+        "--names",
+        help="Also report person names found in Faker-derived name lists (no NER model: names "
+        "outside the lists are missed; see docs/governance.md).",
+    ),
 ) -> None:
     """Find personal data and credentials per field; suggest drop, mask or tokenise."""
     from mlwarden import __version__
     from mlwarden.governance.pii import PiiScanner, scan_path
     from mlwarden.report.findings import Severity
-    from mlwarden.report.sarif import SARIF_LEVEL, SECURITY_SEVERITY, sarif_log
 
     if output_format not in _SCAN_FORMATS:
         raise ConfigError(f"--format {output_format!r} must be one of {', '.join(_SCAN_FORMATS)}")
@@ -282,7 +407,7 @@ def scan_pii(
         raise ConfigError(
             f"--fail-on {fail_on!r} must be one of {', '.join(s.value for s in Severity)}"
         ) from None
-    result = scan_path(data, PiiScanner(secrets=not no_secrets))
+    result = scan_path(data, PiiScanner(secrets=not no_secrets, names=names))
     if output_format == "table":
         table = Table("field", "entity", "count", "rows", "examples (masked)", "action")
         for f in result.findings:
@@ -304,35 +429,7 @@ def scan_pii(
             indent=2,
         )
     else:
-        findings = result.to_findings()
-        rules = {
-            f.id: {
-                "id": f.id,
-                "shortDescription": {"text": f"{f.details['entity']} in training data"},
-                "properties": {"security-severity": SECURITY_SEVERITY[f.severity]},
-            }
-            for f in findings
-        }
-        results = [
-            {
-                "ruleId": f.id,
-                "level": SARIF_LEVEL[f.severity],
-                "message": {"text": f"{f.summary}. Suggested action: {f.recommendation}."},
-                "locations": [
-                    {
-                        "physicalLocation": {"artifactLocation": {"uri": str(data)}},
-                        "logicalLocations": [{"name": f.details["field"], "kind": "member"}],
-                    }
-                ],
-            }
-            for f in findings
-        ]
-        text = json.dumps(
-            sarif_log(
-                rules, results, version=__version__, properties={"unreadable": result.unreadable}
-            ),
-            indent=2,
-        )
+        text = json.dumps(result.to_sarif(__version__), indent=2)
     if text is not None:
         if output is not None:
             atomic_write_text(output, text + "\n")

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from mlwarden.cli._console import console
+from mlwarden.cli.governance import REGISTRY_OPTION, Recorder
 from mlwarden.cli.options import BATCH_SIZE, EPOCHS, EVAL_SAMPLES, LABEL_COLUMN, LR, VAL_DATA
 
 __all__ = ["app"]
@@ -22,9 +23,17 @@ _DATA_HELP = "Training data: builtin:NAME (trains on its train split, curve on i
 
 
 def _run(
-    model: str, data: str, val_data: str | None, label_column: str, trainer: Any, out: Path
+    model: str,
+    data: str,
+    val_data: str | None,
+    label_column: str,
+    trainer: Any,
+    out: Path,
+    registry: str | None,
 ) -> None:
     from mlwarden.defenses.training.harden import harden_model, load_training_data
+
+    recorder = Recorder(registry)
 
     train, val = load_training_data(
         data, val_spec=val_data, label_column=label_column, seed=trainer.seed
@@ -51,6 +60,27 @@ def _run(
         f"wrote [bold]{result.model_path}[/] (record in {result.model_path.name}.mlwarden.json)"
     )
     console.print(f"run report: {result.report_path} (plot {result.plot_path.name})")
+    recorder.model(result.model_path, data_files=[data, val_data])
+
+
+def _is_text_data(data: str) -> bool:
+    from mlwarden.data.text import TEXT_DATASETS
+
+    return data.startswith("builtin:") and data.split(":")[1] in TEXT_DATASETS
+
+
+def _harden_text(
+    model: str, data: str, eps: float, out: Path, eval_samples: int, seed: int
+) -> None:
+    from mlwarden.defenses.training.text_adversarial import harden_text_model
+
+    record = harden_text_model(model, data, eps=eps, out=out, eval_samples=eval_samples, seed=seed)
+    before, after = record["before"], record["after"]
+    for key in before:
+        console.print(
+            f"{key.replace('_', ' ')}: {before[key]:.1%} → {after[key]:.1%}", highlight=False
+        )
+    console.print(f"wrote [bold]{out}[/] (record in {out.name}.mlwarden.json)")
 
 
 @app.command("adversarial")
@@ -75,8 +105,17 @@ def adversarial(
     seed: int = typer.Option(0, "--seed", help="Seed of shuffles and random starts."),
     val_data: str | None = VAL_DATA,
     label_column: str = LABEL_COLUMN,
+    registry: str | None = REGISTRY_OPTION,
 ) -> None:
-    """Adversarially train a model (PGD or TRADES) and write it with its record and curve."""
+    """Adversarially train a model (PGD or TRADES) and write it with its record and curve.
+
+    For a text model (.skops or .pt2 saved by mlwarden) on text data, --eps is the share of
+    words the synonym attack may change, and training is synonym augmentation plus rounds of
+    the attack (defenses/training/text_adversarial.py).
+    """
+    if _is_text_data(data):
+        _harden_text(model, data, eps, out, eval_samples, seed)
+        return
     from mlwarden.defenses.training import AdversarialTrainer
 
     trainer = AdversarialTrainer(
@@ -92,7 +131,7 @@ def adversarial(
         eval_samples=eval_samples,
         seed=seed,
     )
-    _run(model, data, val_data, label_column, trainer, out)
+    _run(model, data, val_data, label_column, trainer, out, registry)
 
 
 @app.command("smoothing")
@@ -110,6 +149,7 @@ def smoothing(
     seed: int = typer.Option(0, "--seed", help="Seed of shuffles and noise."),
     val_data: str | None = VAL_DATA,
     label_column: str = LABEL_COLUMN,
+    registry: str | None = REGISTRY_OPTION,
 ) -> None:
     """Train a model under Gaussian noise σ for randomized smoothing; assess then certifies it."""
     from mlwarden.defenses.training import GaussianNoiseTrainer
@@ -122,7 +162,7 @@ def smoothing(
         eval_samples=eval_samples,
         seed=seed,
     )
-    _run(model, data, val_data, label_column, trainer, out)
+    _run(model, data, val_data, label_column, trainer, out, registry)
 
 
 # DP-SGD lives in its own module (it needs the optional Opacus dependency at run time only).

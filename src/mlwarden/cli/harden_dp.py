@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mlwarden.cli._console import console, progress
+from mlwarden.cli.governance import REGISTRY_OPTION, Recorder
 from mlwarden.cli.options import LABEL_COLUMN
 from mlwarden.defenses.training.dp import (
     DEFAULT_BATCH_SIZE,
@@ -57,6 +58,7 @@ def dp(
         help="Opacus's secure mode: cryptographically secure noise (needs torchcsprng; the run "
         "cannot be reproduced from --seed). Off: seeded noise, not cryptographically secure.",
     ),
+    registry: str | None = REGISTRY_OPTION,
 ) -> None:
     """Train a model with DP-SGD to (ε, δ)-differential privacy and write it with its record."""
     from mlwarden.defenses.training.dp import ACCOUNTANTS
@@ -68,6 +70,7 @@ def dp(
         raise ConfigError(
             f"--accountant {accountant!r} is unknown; choose one of: {', '.join(ACCOUNTANTS)}"
         )
+    recorder = Recorder(registry)
     train, val = load_training_data(data, val_spec=val_data, label_column=label_column, seed=seed)
     if not secure_mode:
         console.print(
@@ -136,3 +139,4 @@ def dp(
         f"wrote [bold]{result.model_path}[/] (privacy record in "
         f"{result.model_path.name}.mlwarden.json)"
     )
+    recorder.model(result.model_path, data_files=[data, val_data])

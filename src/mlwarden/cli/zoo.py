@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from mlwarden.cli._console import console
+from mlwarden.cli.governance import REGISTRY_OPTION, Recorder
 
 __all__ = ["app"]
 
@@ -34,12 +35,15 @@ def train(
         ..., "--out", "-o", help="Model file, or a directory to write NAME.<suffix> into."
     ),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
+    registry: str | None = REGISTRY_OPTION,
 ) -> None:
     """Train a zoo model deterministically and write it in a safe format with its record."""
     from mlwarden.models.loading import read_sidecar
     from mlwarden.models.zoo import train_zoo_model
 
+    recorder = Recorder(registry)
     with console.status(f"training {name}"):
         path = train_zoo_model(name, out, seed=seed)
     accuracy = read_sidecar(path)["training"]["test_accuracy"]
     console.print(f"wrote [bold]{path}[/] (test accuracy {accuracy:.1%})")
+    recorder.model(path, data_files=[])

@@ -4,7 +4,11 @@
 * ``breast-cancer``: 569 tumours, 30 features min-max scaled to ``[0, 1]`` on the training split
   and clipped (2 classes).
 
-Both use a stratified 70/30 train/test split with a fixed seed, so ``builtin:digits`` means the
+* ``convention-speeches``: 2,380 paragraphs of the 2012 US party-convention speeches
+  (Democrat 0 / Republican 1), as a :class:`~mlwarden.data.text.TextDataset`.
+* ``rt-snippets``: 12,808 Rotten Tomatoes review snippets (rotten 0 / fresh 1), text.
+
+All use a stratified 70/30 train/test split with a fixed seed, so ``builtin:digits`` means the
 same 540 test samples everywhere.
 """
 
@@ -18,6 +22,7 @@ from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
 
 from mlwarden.data.dataset import Dataset
+from mlwarden.data.text.corpora import load_text_builtin
 
 __all__ = ["BUILTIN_DATASETS", "DatasetSplits", "load_builtin"]
 
@@ -71,9 +76,19 @@ def _breast_cancer() -> DatasetSplits:
     return DatasetSplits(train=make("train", x_tr, y_tr), test=make("test", x_te, y_te))
 
 
+def _text(name: str) -> Callable[[], DatasetSplits]:
+    def load() -> DatasetSplits:
+        train, test = load_text_builtin(name)
+        return DatasetSplits(train=train, test=test)
+
+    return load
+
+
 BUILTIN_DATASETS: dict[str, Callable[[], DatasetSplits]] = {
     "digits": _digits,
     "breast-cancer": _breast_cancer,
+    "convention-speeches": _text("convention-speeches"),
+    "rt-snippets": _text("rt-snippets"),
 }
 
 

@@ -13,7 +13,7 @@ from mlwarden.errors import DataError
 
 __all__ = ["Dataset", "check_label_range", "check_labels", "check_shapes", "validate_arrays"]
 
-DataKind = Literal["image", "tabular"]
+DataKind = Literal["image", "tabular", "text"]
 
 
 @dataclass(frozen=True)

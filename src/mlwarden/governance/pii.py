@@ -4,6 +4,9 @@ Personal data: Microsoft Presidio's analyzer with its pattern recognizers only, 
 spaCy tokenizer, no model download; tldextract's suffix-list fetch is switched off before
 Presidio is imported), plus checksum-validated Southeast Asian identifiers
 (:mod:`mlwarden.governance.sea_ids`) and phone numbers of SG, MY, TH, ID and PH (libphonenumber).
+Street addresses (US, UK, German, Thai, Indonesian, Malaysian and Philippine forms) from their
+structure, and, on request, person names from Faker-derived lists
+(:mod:`mlwarden.governance.people`: no NER model is loaded, and its limits are stated there).
 Credentials: detect-secrets' plugins (AWS, GitHub, Stripe, private keys, high-entropy strings,
 keywords) and a ``password=`` / ``secret:`` assignment rule for the CSV cells its keyword plugin
 skips. Where spans overlap, the more specific entity wins (a credential over a checksum-validated
@@ -33,7 +36,12 @@ import numpy as np
 from mlwarden.errors import DataError
 from mlwarden.governance.sea_ids import valid_mykad, valid_nik, valid_nric, valid_thai_id
 from mlwarden.report.findings import Finding, Severity
-from mlwarden.report.taxonomy import Taxonomy
+from mlwarden.report.sarif import SARIF_LEVEL, SECURITY_SEVERITY, sarif_log
+from mlwarden.report.taxonomy import (
+    CREDENTIALS_IN_DATA_TAXONOMY,
+    PERSONAL_DATA_TAXONOMY,
+    Taxonomy,
+)
 
 __all__ = [
     "ENTITY_ACTIONS",
@@ -61,10 +69,20 @@ ENTITY_ACTIONS: dict[str, tuple[str, Severity]] = {
     "CREDIT_CARD": ("tokenise", Severity.HIGH),
     "IBAN_CODE": ("tokenise", Severity.HIGH),
     "EMAIL_ADDRESS": ("mask", Severity.MEDIUM),
+    "PERSON": ("mask", Severity.MEDIUM),
+    "STREET_ADDRESS": ("mask", Severity.MEDIUM),
     "PHONE_NUMBER": ("mask", Severity.MEDIUM),
     "IP_ADDRESS": ("mask", Severity.LOW),
 }
-_PRIORITY = {"SECRET": 0, "PRIVATE_KEY": 0, "PASSWORD": 0, "PHONE_NUMBER": 3, "IP_ADDRESS": 3}
+_CREDENTIALS = frozenset({"SECRET", "PRIVATE_KEY", "PASSWORD"})
+_PRIORITY = {
+    "SECRET": 0,
+    "PRIVATE_KEY": 0,
+    "PASSWORD": 0,
+    "PHONE_NUMBER": 3,
+    "IP_ADDRESS": 3,
+    "PERSON": 4,  # a street or town named after someone is part of its address
+}
 _CHECKSUM_IDS = {"SG_NRIC_FIN", "MY_MYKAD", "TH_NATIONAL_ID", "ID_NIK"}
 _CONTEXT = {
     "CREDIT_CARD": re.compile(r"card|visa|master|amex|credit|cc\b", re.I),
@@ -74,6 +92,9 @@ _PHONE_REGIONS = ("SG", "MY", "TH", "ID", "PH", "US", "GB")
 _ASSIGNMENT = re.compile(
     r"(?i)\b(pass(?:word|wd)?|pwd|secret|api[_-]?key|token)\s*[=:]\s*['\"]?([^\s'\",;]{6,})"
 )
+#: digit groupings of national IDs (MyKad 6-2-4, Thai 1-4-5-2-1) that no phone number uses:
+#: libphonenumber's lenient matcher accepts them, so a mistyped ID would read as a phone
+_ID_SHAPE = re.compile(r"\d{6}-\d{2}-\d{4}|\d-\d{4}-\d{5}-\d{2}-\d")
 _MAX_EXAMPLES = 3
 _TOKEN_END = re.compile(r"[\s'\",;]")
 
@@ -148,8 +169,40 @@ def _sea_recognizers() -> list[Any]:
     ]
 
 
-@lru_cache(maxsize=1)
-def _analyzer() -> Any:
+def _people_recognizers(names: bool) -> list[Any]:
+    """Street addresses (and, if ``names``, person names) from structure and lists
+    (:mod:`mlwarden.governance.people`)."""
+    from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+    from mlwarden.governance.people import (
+        ADDRESS_ENTITY,
+        PERSON_ENTITY,
+        find_addresses,
+        find_person_names,
+    )
+
+    class _Finder(EntityRecognizer):  # type: ignore[misc]
+        def __init__(self, entity: str, find: Any, score: float) -> None:
+            self.find, self.score = find, score
+            super().__init__(supported_entities=[entity], name=f"mlwarden-{entity.lower()}")
+
+        def load(self) -> None:
+            """Nothing to load: the lists ship with the package."""
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            entity = self.supported_entities[0]
+            if entities and entity not in entities:
+                return []
+            return [RecognizerResult(entity, a, b, self.score) for a, b in self.find(text)]
+
+    found = [_Finder(ADDRESS_ENTITY, find_addresses, 0.7)]
+    if names:
+        found.append(_Finder(PERSON_ENTITY, find_person_names, 0.6))
+    return found
+
+
+@lru_cache(maxsize=2)
+def _analyzer(names: bool = False) -> Any:
     """Presidio's AnalyzerEngine on pattern recognizers and a blank spaCy tokenizer (offline)."""
     os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
     import spacy
@@ -181,6 +234,7 @@ def _analyzer() -> Any:
         UsSsnRecognizer(),
         PhoneRecognizer(supported_regions=_PHONE_REGIONS),
         *_sea_recognizers(),
+        *_people_recognizers(names),
     ]
     engine = _BlankSpacy()
     engine.load()
@@ -227,14 +281,24 @@ class PiiScanner:
         Also look for credentials (detect-secrets and the assignment rule).
     pii
         Also run Presidio (off: credentials only).
+    names
+        Also look for person names (:mod:`mlwarden.governance.people`: Faker-derived name
+        lists, no NER model). Off by default: names outside the lists are missed (0.4% recall
+        on held-out names, docs/governance.md), so a clean result would mean little.
     """
 
     def __init__(
-        self, *, score_threshold: float = 0.4, secrets: bool = True, pii: bool = True
+        self,
+        *,
+        score_threshold: float = 0.4,
+        secrets: bool = True,
+        pii: bool = True,
+        names: bool = False,
     ) -> None:
         self.score_threshold = score_threshold
         self.secrets = secrets
         self.pii = pii
+        self.names = names
 
     def _secret_spans(self, text: str) -> list[Span]:
         spans: list[Span] = []
@@ -264,7 +328,10 @@ class PiiScanner:
         if self.secrets:
             spans += self._secret_spans(text)
         if self.pii:
-            for r in _analyzer().analyze(text, language="en", score_threshold=self.score_threshold):
+            analyzer = _analyzer(self.names)
+            for r in analyzer.analyze(text, language="en", score_threshold=self.score_threshold):
+                if r.entity_type == "PHONE_NUMBER" and _ID_SHAPE.fullmatch(text[r.start : r.end]):
+                    continue  # grouped like a MyKad or Thai ID, not like any phone number
                 spans.append(Span(r.entity_type, r.start, r.end, float(r.score)))
         return _resolve(text, spans)
 
@@ -306,6 +373,14 @@ class FieldFinding:
     def severity(self) -> Severity:
         """How urgent it is (credentials critical, identifiers high, contact details medium)."""
         return ENTITY_ACTIONS.get(self.entity, ("mask", Severity.MEDIUM))[1]
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        """Credentials: ATLAS Unsecured Credentials; personal data: what membership inference
+        and model inversion (ATLAS AML.T0024.000/.001, OWASP ML04/ML03) would expose."""
+        return (
+            CREDENTIALS_IN_DATA_TAXONOMY if self.entity in _CREDENTIALS else PERSONAL_DATA_TAXONOMY
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view (examples are masked)."""
@@ -349,12 +424,56 @@ class ScanResult:
                     ),
                     severity=f.severity,
                     metrics={"count": float(f.count), "rows": float(f.rows)},
-                    taxonomy=Taxonomy(),
+                    taxonomy=f.taxonomy,
                     recommendation=f"{f.action} field {f.field!r} before training",
                     details={**f.to_dict(), "path": self.path},
                 )
             )
         return out
+
+    def to_sarif(self, version: str) -> dict[str, Any]:
+        """A SARIF 2.1.0 log: one rule per entity type (tagged with its taxonomy ids), one
+        result per field and entity type, located at the file and, logically, the field."""
+        findings = self.to_findings()
+        rules: dict[str, dict[str, Any]] = {}
+        results = []
+        for f in findings:
+            refs = f.taxonomy.refs()
+            rules.setdefault(
+                f.id,
+                {
+                    "id": f.id,
+                    "name": f"{f.details['entity']} in training data",
+                    "shortDescription": {"text": f"{f.details['entity']} in training data"},
+                    "help": {"text": f"Suggested action: {f.details['suggested_action']}."},
+                    "helpUri": refs[0].url if refs else "https://atlas.mitre.org",
+                    "properties": {
+                        "tags": ["security", "privacy", *f.taxonomy.atlas, *f.taxonomy.owasp],
+                        "security-severity": SECURITY_SEVERITY[f.severity],
+                    },
+                },
+            )
+            results.append(
+                {
+                    "ruleId": f.id,
+                    "level": SARIF_LEVEL[f.severity],
+                    "message": {"text": f"{f.summary}. Suggested action: {f.recommendation}."},
+                    "locations": [
+                        {
+                            "physicalLocation": {"artifactLocation": {"uri": self.path}},
+                            "logicalLocations": [{"name": f.details["field"], "kind": "member"}],
+                        }
+                    ],
+                    "properties": {
+                        "severity": f.severity.value,
+                        "metrics": f.metrics,
+                        "taxonomy": f.taxonomy.to_dict(),
+                    },
+                }
+            )
+        return sarif_log(
+            rules, results, version=version, properties={"unreadable": self.unreadable}
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view."""

@@ -233,11 +233,21 @@ class Registry:
         )
 
     def register_model(
-        self, name: str, path: str | Path, sidecar: dict[str, Any], *, replace: bool = False
+        self,
+        name: str,
+        path: str | Path,
+        sidecar: dict[str, Any],
+        *,
+        replace: bool = False,
+        extra_inputs: Iterable[str] = (),
     ) -> tuple[Artifact, Run | None]:
-        """Register a model and a ``train`` run from its sidecar's data digests to the model."""
+        """Register a model and a ``train`` run from its sidecar's data digests to the model.
+
+        ``extra_inputs`` are more digests it came from (the files a command read, a base model).
+        """
         artifact = self._register(name, "model", path, card=None, data_sha256=None, replace=replace)
-        digests = sidecar_data_digests(sidecar)
+        digests = list(dict.fromkeys([*sidecar_data_digests(sidecar), *extra_inputs]))
+        digests = [d for d in digests if d != artifact.file_sha256]
         run = None
         if digests:
             raw_training = sidecar.get("training")

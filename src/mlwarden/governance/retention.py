@@ -2,7 +2,9 @@
 
 Every deletion is a ``delete`` run in the lineage (the dataset's digests → nothing), an entry in
 the hash-chained audit log, and a list of the models trained on the deleted data (their owners
-decide whether to retrain: a model is not deleted with its data).
+decide whether to retrain: a model is not deleted with its data) and of the registered datasets
+derived from it (a derived copy keeps its own card and retention clock: its owner decides whether
+it goes too).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlwarden.errors import ConfigError
-from mlwarden.governance.lineage import models_trained_on
+from mlwarden.governance.lineage import build_graph
 from mlwarden.governance.registry import Artifact, Registry
 
 __all__ = ["Expired", "apply_retention", "expired_datasets"]
@@ -21,24 +23,31 @@ __all__ = ["Expired", "apply_retention", "expired_datasets"]
 
 @dataclass(frozen=True)
 class Expired:
-    """One expired dataset, what happened to it, and the models trained on it."""
+    """One expired dataset, what happened to it, the models trained on it and its derived data."""
 
     dataset: Artifact
     expired_at: float
     models: tuple[str, ...]
     action: str  # "would delete", "deleted", "quarantined"
     where: str = ""
+    derived: tuple[str, ...] = ()  # active registered datasets derived from it
 
 
 def expired_datasets(registry: Registry, *, now: float | None = None) -> list[Expired]:
     """Active datasets whose retention period has ended (nothing is changed)."""
     now = time.time() if now is None else now
     found = []
+    graph = None
     for artifact in registry.list("dataset"):
         end = artifact.expires_at()
         if artifact.status == "active" and end is not None and end <= now:
-            models = tuple(m.name for m in models_trained_on(registry, artifact.name))
-            found.append(Expired(artifact, end, models, "would delete"))
+            graph = graph or build_graph(registry)
+            downstream = graph.descendants(artifact)
+            models = tuple(a.name for a in downstream if a.kind == "model")
+            derived = tuple(
+                a.name for a in downstream if a.kind == "dataset" and a.status == "active"
+            )
+            found.append(Expired(artifact, end, models, "would delete", derived=derived))
     return found
 
 
@@ -79,5 +88,7 @@ def apply_retention(
         registry.audit_event(
             "operator", artifact.name, "retention", "allow", f"{status}:{len(item.models)}models"
         )
-        done.append(Expired(artifact, item.expired_at, item.models, status, where))
+        done.append(
+            Expired(artifact, item.expired_at, item.models, status, where, derived=item.derived)
+        )
     return done

@@ -15,6 +15,7 @@ if typing.TYPE_CHECKING:
     from mlwarden.models.convert import ConvertedClassifier, to_white_box
     from mlwarden.models.loading import load_model
     from mlwarden.models.sklearn import SklearnClassifier
+    from mlwarden.models.text import SklearnTextClassifier, TextClassifier, TorchTextClassifier
     from mlwarden.models.torch import TorchClassifier
 
 __all__ = [
@@ -22,7 +23,10 @@ __all__ = [
     "ConvertedClassifier",
     "DifferentiableClassifier",
     "SklearnClassifier",
+    "SklearnTextClassifier",
+    "TextClassifier",
     "TorchClassifier",
+    "TorchTextClassifier",
     "load_model",
     "to_white_box",
 ]
@@ -33,6 +37,9 @@ _HOMES = {
     "load_model": "mlwarden.models.loading",
     "SklearnClassifier": "mlwarden.models.sklearn",
     "TorchClassifier": "mlwarden.models.torch",
+    "TextClassifier": "mlwarden.models.text",
+    "SklearnTextClassifier": "mlwarden.models.text",
+    "TorchTextClassifier": "mlwarden.models.text",
     "ConvertedClassifier": "mlwarden.models.convert",
     "to_white_box": "mlwarden.models.convert",
 }
@@ -43,8 +50,10 @@ def __getattr__(name: str) -> typing.Any:
     if home is None:
         raise AttributeError(f"module 'mlwarden.models' has no attribute {name!r}")
     if name == "load_model":
-        # the package's load_model knows zoo:NAME: the zoo registers its scheme on import
+        # the package's load_model knows zoo:NAME and text models: the zoo registers its scheme
+        # and the text module its modality on import
         importlib.import_module("mlwarden.models.zoo")
+        importlib.import_module("mlwarden.models.text")
     value = getattr(importlib.import_module(home), name)
     globals()[name] = value
     return value

@@ -40,10 +40,13 @@ from mlwarden.models.base import Classifier, ModelInfo
 from mlwarden.registry import Registry
 
 __all__ = [
+    "MODEL_MODALITIES",
     "MODEL_SCHEMES",
     "SIDECAR_SUFFIX",
     "ModelVerifier",
     "load_model",
+    "load_skops_estimator",
+    "load_torch_program",
     "read_sidecar",
     "sha256_file",
 ]
@@ -57,6 +60,11 @@ ModelVerifier = Callable[[Path], object]
 
 MODEL_SCHEMES: Registry[Callable[..., Classifier]] = Registry("model scheme")
 """Loaders of ``SCHEME:NAME`` specs by scheme, called as ``loader(NAME, device=...)``."""
+
+MODEL_MODALITIES: Registry[Callable[..., Classifier]] = Registry("model modality")
+"""Loaders of models whose sidecar names a ``modality`` other than tensors (:mod:`mlwarden.models.text`
+registers ``text``), called as ``loader(path, metadata, device=...)`` after the file's format
+was checked to be safe."""
 _PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib", ".sav", ".dill", ".pth", ".ckpt", ".bin"}
 _TORCH_SUFFIXES = {".pt2", ".pt", ".ts", ".torchscript"}
 _SUPPORTED_SUFFIXES = _TORCH_SUFFIXES | {".skops", ".onnx"}
@@ -146,6 +154,11 @@ def load_model(
         )
     torch_kind = _torch_archive_kind(path) if suffix in _TORCH_SUFFIXES else None
     meta = read_sidecar(path)
+    modality = meta.get("modality", "tensor")
+    if modality != "tensor":
+        loaded: Classifier = MODEL_MODALITIES.get(str(modality))(path, meta, device=device)
+        loaded.info = _info(path, suffix, meta)
+        return loaded
     shape = input_shape or _tuple(meta.get("input_shape"))
     if shape is None:
         raise ModelError(
@@ -165,14 +178,18 @@ def load_model(
         if classes is None:
             classes = _probe_onnx_classes(path, shape)
         classifier = OnnxClassifier(path, input_shape=shape, n_classes=int(classes), clip_range=rng)
-    classifier.info = ModelInfo(
+    classifier.info = _info(path, suffix, meta)
+    return classifier
+
+
+def _info(path: Path, suffix: str, meta: dict[str, Any]) -> ModelInfo:
+    return ModelInfo(
         path=str(path),
         format=suffix.lstrip("."),
         sha256=sha256_file(path),
         name=meta.get("name", path.stem),
         metadata=meta,
     )
-    return classifier
 
 
 def _tuple(value: Any) -> tuple[Any, ...] | None:
@@ -232,8 +249,29 @@ def _load_torch(
 ) -> Classifier:
     import torch
 
-    from mlwarden.models.torch import TorchClassifier, set_eval
+    from mlwarden.models.torch import TorchClassifier
 
+    module = load_torch_program(path, device=device, kind=kind)
+    if n_classes is None:
+        with torch.no_grad():
+            out = module(torch.zeros((2, *shape), dtype=torch.float32))
+        n_classes = int(out.shape[-1])
+    return TorchClassifier(
+        module, input_shape=shape, n_classes=int(n_classes), clip_range=clip_range, device=device
+    )
+
+
+def load_torch_program(path: Path, *, device: str = "cpu", kind: str | None = None) -> Any:
+    """The frozen module of a ``torch.export`` (``.pt2``) or TorchScript archive at ``path``.
+
+    The archive is checked first (:func:`_torch_archive_kind`): pickles and archives that could
+    run code are refused with :class:`UnsafeModelError`.
+    """
+    import torch
+
+    from mlwarden.models.torch import set_eval
+
+    kind = kind or _torch_archive_kind(path)
     try:
         if kind == "export":
             module = torch.export.load(str(path)).module()
@@ -247,21 +285,27 @@ def _load_torch(
     set_eval(module)
     for parameter in module.parameters():
         parameter.requires_grad_(False)
-    if n_classes is None:
-        with torch.no_grad():
-            out = module(torch.zeros((2, *shape), dtype=torch.float32))
-        n_classes = int(out.shape[-1])
-    return TorchClassifier(
-        module, input_shape=shape, n_classes=int(n_classes), clip_range=clip_range, device=device
-    )
+    return module
 
 
 def _load_skops(
     path: Path, shape: tuple[int, ...], n_classes: int | None, clip_range: tuple[float, float]
 ) -> Classifier:
-    import skops.io as sio
-
     from mlwarden.models.sklearn import SklearnClassifier
+
+    estimator = load_skops_estimator(path)
+    return SklearnClassifier(
+        estimator, input_shape=shape, n_classes=n_classes, clip_range=clip_range
+    )
+
+
+def load_skops_estimator(path: Path) -> Any:
+    """The scikit-learn estimator in the ``.skops`` file at ``path``, refusing unsafe types.
+
+    Only scikit-learn, NumPy, SciPy and builtin types are trusted; anything else is refused with
+    :class:`UnsafeModelError` before it is loaded.
+    """
+    import skops.io as sio
 
     try:
         untrusted = sio.get_untrusted_types(file=str(path))
@@ -274,12 +318,9 @@ def _load_skops(
             f"SciPy that could run code: {sorted(refused)}"
         )
     try:
-        estimator = sio.load(str(path), trusted=list(untrusted))
+        return sio.load(str(path), trusted=list(untrusted))
     except Exception as exc:
         raise ModelError(f"{path.name}: cannot load the skops file ({exc})") from exc
-    return SklearnClassifier(
-        estimator, input_shape=shape, n_classes=n_classes, clip_range=clip_range
-    )
 
 
 def _probe_onnx_classes(path: Path, shape: tuple[int, ...]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
@@ -15,7 +16,10 @@ __all__ = [
     "accuracy_vs_eps_png",
     "adversarial_examples_png",
     "certified_accuracy_png",
+    "exposure_png",
     "extraction_png",
+    "federated_curve_png",
+    "gradient_leakage_png",
     "inversion_grid_png",
     "membership_roc_png",
     "training_curve_png",
@@ -219,4 +223,84 @@ def extraction_png(runs: dict[str, dict[str, Any]], *, title: str | None = None)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title or "Model extraction: surrogate vs queries")
+    return _to_png(fig)
+
+
+def exposure_png(
+    series: dict[str, dict[int, float]], *, max_exposure: float, baseline: float
+) -> bytes:
+    """Canary exposure (bits) against repetitions, one line per model, with the two bounds.
+
+    ``series`` maps a label (``"no DP"``, ``"DP-SGD ε=8"``) to ``{repetitions: exposure}``;
+    ``max_exposure`` is ``log2 |R|`` and ``baseline`` the exposure of a never-seen secret.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for label, points in series.items():
+        counts = sorted(points)
+        ax.plot(counts, [points[c] for c in counts], marker="o", label=label)
+    ax.axhline(max_exposure, color="black", linestyle="--", linewidth=1, label="log2 |R| (rank 1)")
+    ax.axhline(baseline, color="grey", linestyle=":", linewidth=1, label="never-seen secret")
+    ax.set_xscale("symlog", linthresh=1)
+    counts = sorted({c for points in series.values() for c in points})
+    ax.set_xticks(counts)
+    ax.set_xticklabels([str(c) for c in counts])
+    ax.set_xlim(-0.2, max(counts) * 1.3 if counts else 1)
+    ax.set_xlabel("repetitions of the canary in the training text")
+    ax.set_ylabel("exposure (bits)")
+    ax.set_ylim(-0.5, max_exposure + 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("Canary exposure (Carlini et al. 2019)")
+    return _to_png(fig)
+
+
+def gradient_leakage_png(
+    originals: Any, reconstructions: Any, psnr_db: Sequence[float], *, title: str
+) -> bytes:
+    """Gradient-leakage picture grid: each true input (top) above its reconstruction and PSNR."""
+    truth = np.asarray(originals, dtype=np.float32)
+    recon = np.asarray(reconstructions, dtype=np.float32)
+    count = len(truth)
+    fig, axes = plt.subplots(2, count, figsize=(1.2 * count + 0.8, 2.9), squeeze=False)
+
+    def image(a: np.ndarray) -> np.ndarray:
+        if a.ndim == 1:
+            return a[None, :]
+        return a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
+
+    for i in range(count):
+        for row, (picture, label) in enumerate(
+            ((truth[i], "original"), (recon[i], f"{psnr_db[i]:.1f} dB"))
+        ):
+            ax = axes[row][i]
+            ax.imshow(np.clip(image(picture), 0, 1), cmap="gray", vmin=0, vmax=1, aspect="auto")
+            ax.set_title(label, fontsize=8)
+            ax.axis("off")
+    fig.suptitle(title, y=1.04)
+    return _to_png(fig)
+
+
+def federated_curve_png(curve: Sequence[dict[str, Any]], title: str) -> bytes:
+    """Held-out accuracy of a federated run's global model per round (and backdoor success)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    rounds = [int(row["round"]) for row in curve]
+    ax.plot(rounds, [row["test_accuracy"] for row in curve], marker="o", label="held-out accuracy")
+    if any(row.get("backdoor_success") is not None for row in curve):
+        ax.plot(
+            rounds,
+            [row.get("backdoor_success", float("nan")) for row in curve],
+            marker="s",
+            linestyle="--",
+            label="backdoor success",
+        )
+    skipped = [row["round"] for row in curve if row.get("aggregated") is False]
+    for r in skipped:
+        ax.axvline(r, color="gray", alpha=0.3)
+    ax.set_xlabel("round" + (" (grey: not aggregated)" if skipped else ""))
+    ax.set_ylabel("share")
+    ax.set_xticks(rounds if len(rounds) <= 20 else rounds[:: max(1, len(rounds) // 10)])
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
     return _to_png(fig)

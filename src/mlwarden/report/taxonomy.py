@@ -1,7 +1,8 @@
 """Identifiers of the three frameworks every finding is mapped to.
 
 * MITRE ATLAS techniques (https://atlas.mitre.org/techniques/);
-* OWASP Machine Learning Security Top 10, 2023 edition (https://owasp.org/www-project-machine-learning-security-top-10/);
+* OWASP Machine Learning Security Top 10, 2023 edition (https://owasp.org/www-project-machine-learning-security-top-10/),
+  and, for generative models, the OWASP Top 10 for LLM Applications 2025 (https://genai.owasp.org/llm-top-10/);
 * NIST AI Risk Management Framework 1.0 functions and subcategories (NIST AI 100-1).
 """
 
@@ -12,12 +13,16 @@ from dataclasses import dataclass
 __all__ = [
     "ATLAS",
     "BACKDOOR_TAXONOMY",
+    "CREDENTIALS_IN_DATA_TAXONOMY",
     "DATA_POISONING_TAXONOMY",
     "EXTRACTION_TAXONOMY",
+    "GRADIENT_LEAKAGE_TAXONOMY",
     "INVERSION_TAXONOMY",
     "MEMBERSHIP_TAXONOMY",
+    "MEMORIZATION_TAXONOMY",
     "NIST_AI_RMF",
     "OWASP_ML",
+    "PERSONAL_DATA_TAXONOMY",
     "Taxonomy",
     "TaxonomyRef",
 ]
@@ -51,6 +56,12 @@ def _owasp(tid: str, name: str) -> TaxonomyRef:
     )
 
 
+def _owasp_llm(tid: str, name: str, slug: str) -> TaxonomyRef:
+    return TaxonomyRef(
+        "OWASP Top 10 for LLM Applications", tid, name, f"https://genai.owasp.org/llmrisk/{slug}/"
+    )
+
+
 def _nist(tid: str, name: str) -> TaxonomyRef:
     return TaxonomyRef("NIST AI RMF", tid, name, "https://doi.org/10.6028/NIST.AI.100-1")
 
@@ -71,6 +82,8 @@ ATLAS: dict[str, TaxonomyRef] = {
         _atlas("AML.T0020", "Poison Training Data"),
         _atlas("AML.T0018", "Backdoor ML Model"),
         _atlas("AML.T0010", "ML Supply Chain Compromise"),
+        _atlas("AML.T0055", "Unsecured Credentials"),
+        _atlas("AML.T0057", "LLM Data Leakage"),
     )
 }
 
@@ -87,6 +100,11 @@ OWASP_ML: dict[str, TaxonomyRef] = {
         _owasp("ML08:2023", "Model Skewing"),
         _owasp("ML09:2023", "Output Integrity Attack"),
         _owasp("ML10:2023", "Model Poisoning"),
+        _owasp_llm(
+            "LLM02:2025",
+            "Sensitive Information Disclosure",
+            "llm022025-sensitive-information-disclosure",
+        ),
     )
 }
 
@@ -165,7 +183,31 @@ INVERSION_TAXONOMY = Taxonomy(
 )
 """Model inversion: ATLAS Invert ML Model, OWASP ML03:2023."""
 
+GRADIENT_LEAKAGE_TAXONOMY = Taxonomy(
+    atlas=("AML.T0024.001",), owasp=("ML03:2023",), nist=("MEASURE 2.10", "MANAGE 1.3")
+)
+"""Gradient leakage in federated learning (inputs rebuilt from a shared update): ATLAS has no
+federated technique, the nearest is Invert ML Model; OWASP ML03:2023 Model Inversion Attack."""
+
 EXTRACTION_TAXONOMY = Taxonomy(
     atlas=("AML.T0024.002",), owasp=("ML05:2023",), nist=("MEASURE 2.7", "MANAGE 1.3")
 )
 """Model extraction through the inference API: ATLAS Extract ML Model, OWASP ML05:2023 Model Theft."""
+
+PERSONAL_DATA_TAXONOMY = Taxonomy(
+    atlas=("AML.T0024.000", "AML.T0024.001"),
+    owasp=("ML03:2023", "ML04:2023"),
+    nist=("MEASURE 2.10", "MANAGE 1.3"),
+)
+"""Personal data in training data: what membership inference and model inversion expose."""
+
+CREDENTIALS_IN_DATA_TAXONOMY = Taxonomy(atlas=("AML.T0055",), nist=("MEASURE 2.7", "MANAGE 1.3"))
+"""Credentials in training data: ATLAS Unsecured Credentials (OWASP's ML Top 10 has no entry)."""
+MEMORIZATION_TAXONOMY = Taxonomy(
+    atlas=("AML.T0057", "AML.T0024"),
+    owasp=("LLM02:2025", "ML03:2023", "ML04:2023"),
+    nist=("MEASURE 2.10", "MANAGE 1.3"),
+)
+"""Memorised training text a generative model discloses: ATLAS LLM Data Leakage and
+Exfiltration via ML Inference API, OWASP LLM02:2025 Sensitive Information Disclosure and the ML
+Top 10 privacy items (ML03 inversion, ML04 membership)."""

@@ -68,6 +68,7 @@ def render_html(report: Report) -> str:
         **_privacy_plots(doc["sections"].get("privacy")),
         poisoning=doc["sections"].get("poisoning"),
         extraction=doc["sections"].get("extraction"),
+        text_evasion=doc["sections"].get("text_evasion"),
         extraction_plot=_extraction_plot(doc["sections"].get("extraction")),
         findings=[
             {**f.to_dict(), "refs": [t.to_dict() for t in f.taxonomy.refs()]} for f in findings

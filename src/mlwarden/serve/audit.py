@@ -174,11 +174,15 @@ class AuditLog:
         self._ready = {}
 
     # -- writing -----------------------------------------------------------------------------
-    def append_many(self, entries: list[AuditEntry]) -> list[int]:
+    def append_many(self, entries: list[AuditEntry], *, raw: Any = None) -> list[int]:
         """Append ``entries`` in one transaction (serialised with every other writer); their seqs.
 
         Runs on the driver connection with hand-written SQL (this is the gateway's hot path):
-        lock the head row, chain the entries, insert them, move the head, commit.
+        lock the head row, chain the entries, insert them, move the head, commit. ``raw`` is a
+        driver connection the caller keeps (the group-commit thread's own, which saves the
+        pool's checkout and liveness ping per batch); a pooled one is used and returned when
+        it is omitted. On PostgreSQL the inserts, the head update and the commit go to the
+        server in one pipeline (one round trip after the head's lock).
         """
         rows = [e.fields() for e in entries]
         sqlite = self.db.is_sqlite
@@ -188,7 +192,9 @@ class AuditLog:
         insert = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([ph] * len(columns))})"
         )
-        raw = self.db.writer.raw_connection()
+        owned = raw is None
+        if raw is None:
+            raw = self.db.writer.raw_connection()
         try:
             cursor = raw.cursor()
             if sqlite:
@@ -205,11 +211,17 @@ class AuditLog:
                 row["seq"] = seq
                 row["prev_hash"] = prev
                 row["hash"] = prev = entry_hash(row, prev)
-            cursor.executemany(insert, [tuple(row[c] for c in columns) for row in rows])
-            cursor.execute(f"UPDATE {head} SET seq = {ph}, hash = {ph} WHERE id = 1", (seq, prev))
+            values = [tuple(row[c] for c in columns) for row in rows]
+            update = f"UPDATE {head} SET seq = {ph}, hash = {ph} WHERE id = 1"
             if sqlite:
+                cursor.executemany(insert, values)
+                cursor.execute(update, (seq, prev))
                 cursor.execute("COMMIT")
             else:
+                driver = getattr(raw, "driver_connection", raw)  # psycopg's own connection
+                with driver.pipeline():
+                    cursor.executemany(insert, values)
+                    cursor.execute(update, (seq, prev))
                 raw.commit()
             cursor.close()
             self.commits += 1
@@ -223,7 +235,8 @@ class AuditLog:
                 pass
             raise
         finally:
-            raw.close()
+            if owned:
+                raw.close()
         return [int(r["seq"]) for r in rows]
 
     def append(self, entry: AuditEntry) -> int:
@@ -231,10 +244,11 @@ class AuditLog:
         return self.append_many([entry])[0]
 
     def _run(self) -> None:
+        raw: Any = None  # this thread's own driver connection, reopened after a failure
         while True:
             item = self._queue.get()
             if item is None:
-                return
+                break
             batch = [item]
             stop = False
             while len(batch) < self.batch_max:
@@ -247,11 +261,19 @@ class AuditLog:
                     break
                 batch.append(nxt)
             error: BaseException | None = None
+            entries = [entry for entry, _ in batch]
             try:
-                self.append_many([entry for entry, _ in batch])
+                if self.db.is_sqlite:
+                    self.append_many(entries)
+                else:
+                    raw = self._append_on_own_connection(entries, raw)
             except Exception as exc:  # reported to every waiting request, which fails closed
                 logger.error("audit append failed: %s", exc.__class__.__name__)
                 error = exc
+                if raw is not None:  # the connection may be broken: take a fresh one next time
+                    with contextlib.suppress(Exception):
+                        raw.invalidate()
+                    raw = None
             # one wake-up per event loop for the whole batch, not one per entry
             by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for _, waiter in batch:
@@ -264,7 +286,29 @@ class AuditLog:
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(_settle_all, futures, error)
             if stop:
-                return
+                break
+        if raw is not None:
+            with contextlib.suppress(Exception):
+                raw.close()
+
+    def _append_on_own_connection(self, entries: list[AuditEntry], raw: Any) -> Any:
+        """Append on the writer thread's kept connection; the connection to keep next.
+
+        A kept connection may have died since the last batch (a database restart, an idle
+        timeout): its failure is retried once on a fresh one, as the pool's liveness ping
+        would have, so a restart costs no request. (The failed transaction was rolled back by
+        the server, so the retry writes each entry once.)
+        """
+        if raw is not None:
+            try:
+                self.append_many(entries, raw=raw)
+                return raw
+            except Exception:
+                with contextlib.suppress(Exception):
+                    raw.invalidate()
+        raw = self.db.writer.raw_connection()
+        self.append_many(entries, raw=raw)
+        return raw
 
     def start(self) -> None:
         """Start the group-commit writer thread (idempotent)."""

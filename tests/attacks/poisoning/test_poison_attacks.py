@@ -27,6 +27,20 @@ def train() -> Dataset:
     return load_builtin("digits").train
 
 
+@pytest.fixture(scope="module")
+def texts() -> Dataset:
+    """Ten-class text data for the text attacks (the digits' labels, one word per pixel row)."""
+    from mlwarden.data.text import TextDataset
+
+    digits = load_builtin("digits").train
+    words = [" ".join(f"r{int(v * 4)}" for v in x.ravel()[::8]) for x in digits.x]
+    return TextDataset.from_texts(words, digits.y, name="digit-words", n_classes=10)
+
+
+def _data_for(name: str, train: Dataset, texts: Dataset) -> Dataset:
+    return texts if POISONING_ATTACKS[name].modality == "text" else train
+
+
 def test_badnets_sets_exactly_the_patch_pixels_and_leaves_the_rest(train: Dataset) -> None:
     attack = BadNets(rate=0.05, target_class=0, patch_size=2, patch_value=0.75, seed=3)
     result = attack.poison(train)
@@ -66,8 +80,9 @@ def test_badnets_on_tabular_data_sets_the_last_features() -> None:
 @pytest.mark.parametrize("name", sorted(POISONING_ATTACKS))
 @pytest.mark.parametrize("rate", [0.013, 0.05, 0.1, 0.5])
 def test_poison_count_is_rate_times_eligible_rounded(
-    train: Dataset, name: str, rate: float
+    train: Dataset, texts: Dataset, name: str, rate: float
 ) -> None:
+    train = _data_for(name, train, texts)
     attack = POISONING_ATTACKS[name](rate=rate, target_class=2, seed=0)
     result = attack.poison(train)
     eligible = attack.eligible(train)
@@ -82,7 +97,10 @@ def test_backdoors_never_poison_samples_of_the_target_class(train: Dataset) -> N
 
 
 @pytest.mark.parametrize("name", sorted(POISONING_ATTACKS))
-def test_same_seed_same_poison_and_different_seeds_differ(train: Dataset, name: str) -> None:
+def test_same_seed_same_poison_and_different_seeds_differ(
+    train: Dataset, texts: Dataset, name: str
+) -> None:
+    train = _data_for(name, train, texts)
     cls = POISONING_ATTACKS[name]
     a = cls(rate=0.05, target_class=1, seed=7).poison(train)
     b = cls(rate=0.05, target_class=1, seed=7).poison(train)

@@ -66,6 +66,7 @@ class HopSkipJump(Attack):
 
     name = "hsj"
     needs_gradients = False
+    needs_scores = False
     supported_norms = ("linf", "l2")
 
     def __init__(

@@ -3,6 +3,8 @@
 :mod:`~mlwarden.attacks.extraction.knockoff` (the attack), :mod:`~.victim` (the victim interface
 and reading answers into targets), :mod:`~.local_victim` (a local model behind a simulated output
 policy, :mod:`mlwarden.models.output_policy`), :mod:`~.http_victim` (a prediction API over HTTP).
+A victim is also a black-box classifier for evasion attacks (:class:`~.victim.VictimClassifier`:
+HopSkipJump against the gateway's label-only mode).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from mlwarden.attacks.extraction.victim import (
     Answer,
     QueryRefused,
     Victim,
+    VictimClassifier,
     targets_from_response,
 )
 
@@ -38,6 +41,7 @@ __all__ = [
     "LocalVictim",
     "QueryRefused",
     "Victim",
+    "VictimClassifier",
     "apply_output_policy",
     "surrogate_for",
     "targets_from_response",

@@ -145,7 +145,11 @@ class HttpVictim(Victim):
         self._client = client or httpx.Client(base_url=self.url, timeout=timeout_s)
         self._headers = headers
         if input_shape is None or n_classes is None:
-            info = self._describe()
+            try:
+                info = self._describe()
+            except AttackError:
+                self.close()  # the caller never gets the object to close
+                raise
             input_shape = input_shape or tuple(int(d) for d in info["input_shape"])
             n_classes = n_classes or int(info["n_classes"])
             clip_range = clip_range or tuple(info.get("clip_range") or (0.0, 1.0))  # type: ignore[assignment]

@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 
 from mlwarden.errors import AttackError
+from mlwarden.models.base import Classifier, ModelInfo
 
 __all__ = [
     "Answer",
     "QueryRefused",
     "Victim",
+    "VictimClassifier",
     "targets_from_response",
 ]
 
@@ -171,3 +173,47 @@ class Victim(ABC):
     def description(self) -> str:
         """What the victim is, for reports (never holds a secret)."""
         return type(self).__name__
+
+
+class VictimClassifier(Classifier):
+    """A :class:`Victim` (a served model) as a black-box :class:`Classifier` for evasion attacks.
+
+    Every call is a query to the victim, counted by it; the gateway's rate limits are waited
+    out as the victim does, and a refusal (quota spent, key blocked) stops the attack with an
+    :class:`~mlwarden.errors.AttackError` that says how many queries were answered. When the
+    victim answers with labels only (the gateway's ``label`` output mode, or top-1), rows are
+    one-hot and :attr:`label_only` is true: score-based attacks (Square) have nothing to climb,
+    so ``assess`` plans only decision-based ones (HopSkipJump) for it.
+
+    Parameters
+    ----------
+    victim
+        The model to query; its input description becomes the classifier's.
+    batch_size
+        Inputs per :meth:`Victim.query` call (the victim splits them into requests).
+    """
+
+    def __init__(self, victim: Victim, *, batch_size: int = 256) -> None:
+        super().__init__(
+            input_shape=victim.input_shape,
+            n_classes=victim.n_classes,
+            clip_range=victim.clip_range,
+            batch_size=batch_size,
+        )
+        self.victim = victim
+        self.info = ModelInfo(name=victim.description, format="served", path=victim.description)
+        probe = np.full((1, *victim.input_shape), sum(victim.clip_range) / 2, dtype=np.float32)
+        self.label_only = self._answer(probe).hard
+
+    def _answer(self, x: np.ndarray) -> Answer:
+        try:
+            return self.victim.query(x)
+        except QueryRefused as refused:
+            raise AttackError(
+                f"{self.victim.description} stopped answering after {self.victim.queries} "
+                f"queries ({refused}); raise the key's quota or lower max_samples / the "
+                "attacks' query budgets"
+            ) from None
+
+    def _predict_proba_batch(self, x: np.ndarray) -> np.ndarray:
+        return self._answer(x).targets

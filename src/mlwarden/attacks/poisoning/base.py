@@ -93,6 +93,8 @@ class PoisoningAttack(KeywordParams, ABC):
     """
 
     name: ClassVar[str]
+    modality: ClassVar[str] = "array"
+    """The kind of data it poisons: ``"array"`` (images, tables) or ``"text"``."""
 
     def __init__(self, *, rate: float, target_class: int | None = 0, seed: int = 0) -> None:
         self.rate = rate

@@ -4,6 +4,12 @@ The attack success rate follows Gu et al. (2017) and Chen et al. (2017): the fra
 inputs whose true class is *not* the target that the model classifies as the target once the
 trigger is applied. Inputs already of the target class are left out, since classifying them as
 the target is no success of the attack.
+
+A model that often mistakes other classes for the target (a 77%-accurate text classifier calls
+a third of the negative reviews positive) has a high success rate without any backdoor, so
+:attr:`BackdoorMetrics.trigger_flip_rate` also reports the share of the non-target inputs the
+model classifies *correctly* without the trigger that the trigger turns into the target: the
+part of the success the trigger itself causes.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ class BackdoorMetrics:
     attack_success_rate: float
     n_clean: int
     n_triggered: int
+    trigger_flip_rate: float | None = None
 
     def to_dict(self) -> dict[str, float | int]:
         """A JSON-serialisable view."""
@@ -54,15 +61,18 @@ def evaluate_backdoor(
         No test input is of a class other than the target.
     """
     target = attack.target_class
-    clean_accuracy = float(np.mean(classifier.predict(test.x) == test.y))
+    clean_predictions = classifier.predict(test.x)
+    clean_accuracy = float(np.mean(clean_predictions == test.y))
     others = test.y != target
     if not others.any():
         raise DataError(f"the test data has no input outside the target class {target}")
     triggered = attack.apply_trigger(test.x[others], test.clip_range)
-    success = float(np.mean(classifier.predict(triggered) == target))
+    hit = classifier.predict(triggered) == target
+    correct = clean_predictions[others] == test.y[others]
     return BackdoorMetrics(
         clean_accuracy=clean_accuracy,
-        attack_success_rate=success,
+        attack_success_rate=float(np.mean(hit)),
         n_clean=len(test),
         n_triggered=int(others.sum()),
+        trigger_flip_rate=float(np.mean(hit[correct])) if correct.any() else None,
     )

@@ -17,7 +17,14 @@ from mlwarden._io import atomic_write_text, atomic_write_with
 from mlwarden.attacks.poisoning.base import PoisoningAttack, PoisonResult
 from mlwarden.errors import ConfigError, DataError
 
-__all__ = ["TRUTH_FORMAT", "attack_from_truth", "load_truth", "save_poisoned", "truth_path_for"]
+__all__ = [
+    "TRUTH_FORMAT",
+    "attack_from_truth",
+    "load_text_jsonl",
+    "load_truth",
+    "save_poisoned",
+    "truth_path_for",
+]
 
 TRUTH_FORMAT = "mlwarden.poison-truth/2"
 """/2: its digests cover shape and dtype (:meth:`~mlwarden.data.Dataset.digest`); /1 still reads."""
@@ -35,17 +42,31 @@ def save_poisoned(
 ) -> tuple[Path, Path]:
     """Write the poisoned data to ``path`` (``.npz``) and its truth file beside it.
 
+    Text data is written as JSON lines (``.jsonl``, one ``{"text": ..., "label": ...}`` a
+    line; no pickled object arrays), read back by :func:`load_text_jsonl`.
+
     Raises
     ------
     ConfigError
-        ``path`` does not end in ``.npz``.
+        ``path`` does not end in ``.npz`` (``.jsonl`` for text).
     """
     path = Path(path)
-    if path.suffix.lower() != ".npz":
-        raise ConfigError(f"--out {path} must end in .npz (the poisoned copy is saved as x, y)")
     data = result.dataset
+    suffix = ".jsonl" if data.kind == "text" else ".npz"
+    if path.suffix.lower() != suffix:
+        raise ConfigError(
+            f"--out {path} must end in {suffix} (the poisoned copy of {data.kind} data is "
+            f"saved as {'JSON lines' if suffix == '.jsonl' else 'x, y'})"
+        )
 
     def write(tmp: Path) -> None:
+        if data.kind == "text":
+            lines = (
+                json.dumps({"text": str(t), "label": int(v)}, ensure_ascii=False)
+                for t, v in zip(data.x, data.y, strict=True)
+            )
+            tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            return
         with open(tmp, "wb") as fh:
             np.savez(fh, x=data.x, y=data.y)
 
@@ -106,3 +127,35 @@ def attack_from_truth(record: dict[str, Any]) -> PoisoningAttack:
         return cls(**params)
     except TypeError as exc:
         raise DataError(f"the truth file's params do not fit {cls.__name__}: {exc}") from None
+
+
+def load_text_jsonl(path: str | Path, *, n_classes: int | None = None) -> Any:
+    """The :class:`~mlwarden.data.text.TextDataset` of a JSON-lines file ``{"text", "label"}``.
+
+    Raises
+    ------
+    DataError
+        The file is missing, a line is not JSON, or lacks a string ``text`` or integer ``label``.
+    """
+    from mlwarden.data.text import TextDataset
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"text data file {str(path)!r} does not exist")
+    texts: list[str] = []
+    labels: list[int] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{number}: not JSON ({exc.msg})") from None
+        text, label = (row.get("text"), row.get("label")) if isinstance(row, dict) else (None, None)
+        if not isinstance(text, str) or isinstance(label, bool) or not isinstance(label, int):
+            raise DataError(f"{path}:{number}: needs a string 'text' and an integer 'label'")
+        texts.append(text)
+        labels.append(label)
+    if not texts:
+        raise DataError(f"{path} holds no texts")
+    return TextDataset.from_texts(texts, labels, name=str(path), n_classes=n_classes)

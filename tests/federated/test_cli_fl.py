@@ -1,0 +1,148 @@
+"""``mlwarden fl train``: the global model, its record and run report, and clear refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlwarden.cli.app import main
+from mlwarden.data.builtin import load_builtin
+from mlwarden.models import load_model
+
+SMALL = ("--clients", "3", "--rounds", "2", "--local-epochs", "1")
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_fl_train_writes_the_global_model_with_record_and_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "global.pt2"
+    code, text, err = _run(
+        capsys,
+        "fl",
+        "train",
+        "--model",
+        "zoo:digits-cnn",
+        "--data",
+        "builtin:digits",
+        *SMALL,
+        "--partition",
+        "dirichlet:0.5",
+        "--secagg",
+        "--out",
+        out,
+    )
+    assert code == 0, err
+    assert "round 2/2" in text
+    record = json.loads(Path(f"{out}.mlwarden.json").read_text())["training"]
+    assert record["secure_aggregation"]["enabled"] is True
+    assert record["partition"] == "dirichlet:0.5"
+    assert len(record["partitions"]) == 3 and record["rounds"] == 2
+    assert (tmp_path / "global.training.png").read_bytes().startswith(b"\x89PNG")
+    assert "SecAgg+" in (tmp_path / "global.training.html").read_text()
+    # the written model predicts as the record's final accuracy says
+    test = load_builtin("digits").test
+    model = load_model(str(out))
+    accuracy = float((model.predict_proba(test.x).argmax(1) == test.y).mean())
+    assert accuracy == pytest.approx(record["test_accuracy"], abs=1e-9)
+
+
+def test_fl_train_with_client_level_dp_reports_flowers_epsilon(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "dp.pt2"
+    code, text, err = _run(
+        capsys,
+        "fl",
+        "train",
+        "--data",
+        "builtin:digits",
+        *SMALL,
+        "--dp",
+        "client:0.05",
+        "--clipping-norm",
+        "1",
+        "--out",
+        out,
+    )
+    assert code == 0, err
+    privacy = json.loads(Path(f"{out}.mlwarden.json").read_text())["training"]["privacy"]
+    assert privacy["level"] == "client" and privacy["releases"] == 2
+    assert np.isfinite(privacy["epsilon_spent"]) and privacy["epsilon_spent"] > 0
+    assert "ε spent" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--partition", "shards"), "--partition 'shards' is unknown"),
+        (("--dp", "laplace:1"), "--dp 'laplace:1' is unknown"),
+        (("--dp", "sample:-1"), "sample-level ε must be a positive number"),
+        (("--model", "zoo:nope"), "unknown model"),
+    ],
+)
+def test_fl_train_refuses_bad_options_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], fragment: str
+) -> None:
+    code, _, err = _run(
+        capsys,
+        "fl",
+        "train",
+        "--data",
+        "builtin:digits",
+        *SMALL,
+        *args,
+        "--out",
+        tmp_path / "m.pt2",
+    )
+    assert code == 2
+    assert fragment in err
+    assert "Traceback" not in err
+
+
+def test_fl_train_refuses_an_out_path_that_is_not_pt2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(
+        capsys, "fl", "train", "--data", "builtin:digits", "--out", tmp_path / "m.pt"
+    )
+    assert code == 2 and "must end in .pt2" in err
+
+
+def test_attack_gradient_leakage_writes_scores_and_a_picture_grid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text, err = _run(
+        capsys,
+        "attack",
+        "gradient-leakage",
+        "--view",
+        "plain",
+        "--iterations",
+        "300",
+        "--restarts",
+        "1",
+        "--out",
+        tmp_path,
+    )
+    assert code == 0, err
+    payload = json.loads((tmp_path / "gradient-leakage.json").read_text())
+    assert payload["labels_recovered"] is True
+    assert payload["psnr_db"][0] >= 25.0 > payload["blank_psnr_db"][0]
+    assert (tmp_path / "gradient-leakage.png").read_bytes().startswith(b"\x89PNG")
+    assert "labels recovered" in text
+
+
+def test_attack_gradient_leakage_refuses_an_unknown_view(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(capsys, "attack", "gradient-leakage", "--view", "sum", "--out", tmp_path)
+    assert code == 2 and "--view 'sum' is unknown" in err
