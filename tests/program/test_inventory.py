@@ -2,25 +2,87 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from mlwarden.errors import ConfigError, DataError
+from mlwarden.governance import Registry
 from mlwarden.program.inventory import Inventory, add_months, key_metrics
-from mlwarden.program.threat_model import load_threat_model
+from mlwarden.program.threat_model import load_threat_model, threat_model_from_dict
 
-from .conftest import assess_report, write_report
+from .conftest import assess_report, threat_model_dict, write_report
 
 NOW = datetime(2025, 6, 1, tzinfo=timezone.utc)
 
 
+POSTGRES_URL = os.environ.get("MLWARDEN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _require_postgres() -> None:
+    """Skip when PostgreSQL does not answer; under ``CI=true`` that is a failure."""
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1.0):
+            return
+    except OSError:
+        message = "PostgreSQL is not reachable at 127.0.0.1:5432"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every inventory test runs on SQLite and on the real PostgreSQL server."""
+    if request.param == "postgres":
+        _require_postgres()
+        return POSTGRES_URL
+    return f"sqlite:///{tmp_path}/mlwarden.db"
+
+
 @pytest.fixture
-def inventory(tmp_path: Path) -> Inventory:
-    inv = Inventory(f"sqlite:///{tmp_path}/mlwarden.db")
-    yield inv  # type: ignore[misc]
+def prefix() -> str:
+    """A table prefix of its own per test (PostgreSQL tests share one database)."""
+    return f"t{uuid.uuid4().hex[:8]}_"
+
+
+@pytest.fixture
+def inventory(db_url: str, prefix: str) -> Iterator[Inventory]:
+    inv = Inventory(db_url, prefix=prefix)
+    yield inv
+    if not inv.db.is_sqlite:
+        inv.drop()
+        inv.db.tables.metadata.drop_all(inv.db.writer)
     inv.close()
+
+
+def test_inventory_shares_the_governance_registry_database(db_url: str, prefix: str) -> None:
+    """The programme tables sit beside the registry's under the same prefix, both usable."""
+    registry = Registry(db_url, prefix=prefix)
+    inv = Inventory(db_url, prefix=prefix)
+    try:
+        tables = set(sa.inspect(inv.db.writer).get_table_names())
+        assert {f"{prefix}prog_systems", f"{prefix}prog_assessments"} <= tables
+        assert {f"{prefix}gov_artifacts", f"{prefix}gov_runs"} <= tables
+        inv.add_system(threat_model_from_dict(threat_model_dict("shared")))
+        reopened = Inventory(db_url, prefix=prefix)
+        try:
+            assert [s.name for s in reopened.list()] == ["shared"]
+        finally:
+            reopened.close()
+    finally:
+        if not inv.db.is_sqlite:
+            inv.drop()
+            registry.drop()
+            inv.db.tables.metadata.drop_all(inv.db.writer)
+        inv.close()
+        registry.close()
 
 
 def test_add_months_clamps_to_the_month_end() -> None:

@@ -198,3 +198,51 @@ def test_risk_assessment_serialises_to_json(public_system: Path) -> None:
     doc = assess_risk(load_threat_model(public_system)).to_dict()
     assert json.loads(json.dumps(doc)) == doc
     assert doc["threats"][0]["atlas"][0]["id"].startswith("AML.T")
+
+
+def _signed_system(folder: Path, *, with_key: bool) -> tuple[Path, Path]:
+    """A threat model whose model file is signed with a fresh key pair (``mlwarden sign``)."""
+    from mlwarden.supplychain.signing import generate_keypair, sign_model
+
+    from .conftest import threat_model_dict, write_yaml
+
+    model = folder / "model.bin"
+    model.write_bytes(b"weights v1")
+    keys = generate_keypair(folder / "keys")
+    sign_model(model, private_key=keys.private_key)
+    entry = {"name": "m", "path": "model.bin"}
+    if with_key:
+        entry["public_key"] = "keys/public.pem"
+    path = write_yaml(folder / "tm.yaml", threat_model_dict("signed", models=[entry]))
+    return path, model
+
+
+def test_a_signature_verified_with_the_threat_models_key_is_evidence(tmp_path: Path) -> None:
+    path, _ = _signed_system(tmp_path, with_key=True)
+    tm = load_threat_model(path)
+    evidence = collect_evidence(tm, base_dir=tmp_path)["signature"]
+    assert evidence.found and "verified, signed by key sha256:" in evidence.detail
+
+
+def test_a_tampered_model_or_another_signer_is_not_evidence(tmp_path: Path) -> None:
+    path, model = _signed_system(tmp_path, with_key=True)
+    tm = load_threat_model(path)
+    model.write_bytes(b"weights v2")  # changed after signing
+    evidence = collect_evidence(tm, base_dir=tmp_path)["signature"]
+    assert not evidence.found and "does not verify" in evidence.detail
+    statuses = {c.id: c.status for c in assess_risk(tm, {"signature": evidence}).controls}
+    assert statuses["AML.M0013"] == "missing"
+
+    from mlwarden.supplychain.signing import generate_keypair
+
+    model.write_bytes(b"weights v1")  # the signed content again, but checked with another key
+    other = generate_keypair(tmp_path / "other")
+    (tmp_path / "keys" / "public.pem").write_bytes(other.public_key.read_bytes())
+    evidence = collect_evidence(tm, base_dir=tmp_path)["signature"]
+    assert not evidence.found and "does not verify" in evidence.detail
+
+
+def test_a_signature_without_a_key_counts_but_says_it_is_unverified(tmp_path: Path) -> None:
+    path, _ = _signed_system(tmp_path, with_key=False)
+    evidence = collect_evidence(load_threat_model(path), base_dir=tmp_path)["signature"]
+    assert evidence.found and "not verified" in evidence.detail

@@ -6,6 +6,7 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from mlwarden.assess.detection import resolve_train_data, run_detection
 from mlwarden.assess.evasion import plan_attacks, run_evasion
 from mlwarden.assess.federated import is_federated_record
 from mlwarden.assess.masking import MASKING_PREFIX
+from mlwarden.assess.profiles import FULL_PROFILE, FullProfilePlan, RunFacts, plan_full_profile
 from mlwarden.assess.text import assess_text, is_text_model, text_steps
 from mlwarden.data.dataset import Dataset
 from mlwarden.errors import ConfigError, DataError
@@ -25,21 +27,68 @@ from mlwarden.models.base import Classifier
 from mlwarden.report.findings import Finding, GateResult, Report, Severity
 from mlwarden.report.taxonomy import Taxonomy
 
-__all__ = ["assess", "count_steps", "evaluate_gates", "white_box_view"]
+__all__ = ["assess", "count_steps", "evaluate_gates", "resolve_profile", "white_box_view"]
+
+
+def resolve_profile(
+    classifier: Classifier,
+    data: Dataset | None,
+    config: AssessConfig,
+    *,
+    train_data_given: bool = False,
+    artifact: str | Path | None = None,
+    artifacts_scanned: bool = False,
+) -> tuple[AssessConfig, FullProfilePlan | None]:
+    """The configuration to run and, for ``profile: full``, the plan of its sections.
+
+    Any other profile returns ``config`` unchanged and no plan. For the full profile, each
+    section of :data:`~mlwarden.assess.profiles.FULL_PROFILE_SECTIONS` that applies to this
+    model and data fills in the settings the configuration leaves unset.
+    """
+    if config.profile != FULL_PROFILE:
+        return config, None
+    recorded = classifier.info.get("metadata", {}).get("smoothing")
+    facts = RunFacts(
+        white_box=classifier.differentiable,
+        noise_trained=isinstance(recorded, dict) and recorded.get("sigma") is not None,
+        train_data_given=train_data_given,
+        builtin_data=data is not None and data.name.startswith("builtin:"),
+        artifact=Path(artifact) if artifact is not None else None,
+        artifacts_scanned=artifacts_scanned,
+        config=dict(config),
+    )
+    plan = plan_full_profile(facts)
+    return (config.updated(**plan.settings) if plan.settings else config), plan
 
 
 def count_steps(
-    classifier: Classifier, config: AssessConfig, *, train_data_given: bool = False
+    classifier: Classifier,
+    config: AssessConfig,
+    *,
+    train_data_given: bool = False,
+    data: Dataset | None = None,
+    artifact: str | Path | None = None,
+    artifacts_scanned: bool = False,
 ) -> int:
     """How many progress steps :func:`assess` reports (one per attack and ε, plus one).
 
     Certification adds one step; detection adds one per detection attack and per detector;
     the poisoning inspection of given training data adds three, or six for a white-box model
     (representations, spectral signatures, activation clustering); privacy and extraction add
-    one per attack and per output policy.
+    one per attack and per output policy; the full profile's artefact scan adds one. ``data``,
+    ``artifact`` and ``artifacts_scanned`` are what :func:`assess` is given (the full profile
+    plans its sections from them).
     """
     if is_text_model(classifier):
         return text_steps(config)
+    config, plan = resolve_profile(
+        classifier,
+        data,
+        config,
+        train_data_given=train_data_given,
+        artifact=artifact,
+        artifacts_scanned=artifacts_scanned,
+    )
     names, _ = plan_attacks(config, classifier)
     # the attacks at every ε, clean accuracy, and the masking diagnostics (checks, the probe
     # and, for white-box models, the convergence re-attack)
@@ -57,6 +106,8 @@ def count_steps(
     steps += int(isinstance(config.memorization, dict))
     if train_data_given and config.poisoning is not False:
         steps += 6 if classifier.differentiable else 3
+    if plan is not None and "supply-chain-scan" in plan.ran:
+        steps += 1
     return steps
 
 
@@ -135,6 +186,27 @@ def white_box_view(
     )
 
 
+def _plan_finding(plan: FullProfilePlan) -> Finding:
+    """What the full profile checked and what it could not, with the reason."""
+    not_run = "; ".join(f"{name}: {reason}" for name, reason in plan.skipped.items())
+    return Finding(
+        id="assess.full_profile",
+        check="profile",
+        title=f"Full profile: {len(plan.ran)} of {len(plan.ran) + len(plan.skipped)} checks ran",
+        summary=f"Ran: {', '.join(plan.ran)}."
+        + (f" Not run: {not_run}." if not_run else " Every check of the profile applied."),
+        severity=Severity.INFO,
+        metrics={},
+        taxonomy=Taxonomy(nist=("MEASURE 2.7",)),
+        recommendation=(
+            "Give what a skipped check needs (training data, a model file) to cover it."
+            if plan.skipped
+            else "Nothing to do."
+        ),
+        details=plan.section(),
+    )
+
+
 def _builtin_train(data: Dataset) -> Dataset | None:
     """The train split of built-in evaluation data (the extraction attacker's pool), else None."""
     if not data.name.startswith("builtin:"):
@@ -202,6 +274,7 @@ def assess(
     train_data: Dataset | None = None,
     on_step: Callable[[str], None] | None = None,
     extra_findings: list[Finding] | None = None,
+    artifact: str | Path | None = None,
 ) -> Report:
     """Assess ``classifier`` on ``data`` and return the report.
 
@@ -216,6 +289,9 @@ def assess(
     extra_findings
         Findings of checks run outside this function (the supply-chain section), appended to
         the report's findings.
+    artifact
+        The model's file, scanned by ``profile: full`` (unless ``extra_findings`` already hold
+        a supply-chain section).
     """
     if is_text_model(classifier):  # text models: the synonym-substitution check (assess/text.py)
         return assess_text(
@@ -228,6 +304,14 @@ def assess(
         )
     _check_compatible(classifier, data)
     classifier, conversion, conversion_finding = white_box_view(classifier, data, config)
+    config, plan = resolve_profile(
+        classifier,
+        data,
+        config,
+        train_data_given=train_data is not None,
+        artifact=artifact,
+        artifacts_scanned=any(f.check == "supplychain" for f in extra_findings or []),
+    )
     poisoning_data = train_data if config.poisoning is not False else None  # given: inspect it
     if config.privacy and train_data is None and not data.name.startswith("builtin:"):
         raise ConfigError(
@@ -341,6 +425,15 @@ def assess(
         findings.extend(federated.findings)
         metrics.update(federated.metrics)
         sections["federated_privacy"] = federated.section
+    if plan is not None:
+        sections["profile"] = plan.section()
+        findings.append(_plan_finding(plan))
+        if "supply-chain-scan" in plan.ran and artifact is not None:
+            from mlwarden.supplychain.findings import supply_chain_findings
+
+            if on_step:
+                on_step("supply-chain scan of the model artefact")
+            findings.extend(supply_chain_findings(artifact))
     findings.extend(extra_findings or [])
     masking = [f for f in findings if f.id.startswith(MASKING_PREFIX)]
     gates = evaluate_gates(

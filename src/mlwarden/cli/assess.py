@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -13,6 +14,11 @@ from rich.table import Table
 from mlwarden.cli._console import console, progress
 from mlwarden.cli.options import LABEL_COLUMN, load_like
 from mlwarden.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlwarden.program.inventory import Inventory
+
+_T = TypeVar("_T")
 
 __all__ = ["assess"]
 
@@ -41,8 +47,10 @@ def assess(
     profile: str | None = typer.Option(
         None,
         "--profile",
-        help="Attack suite: standard (AutoAttack-grade, the default) or quick (CI); replaces "
-        "the config's profile or attack list.",
+        help="standard (AutoAttack-grade evasion suite, the default), quick (CI), or full "
+        "(the standard suite and every other check that applies: certification, detectors, "
+        "membership inference, extraction, poisoning with --train-data, a scan of the model "
+        "file); replaces the config's profile or attack list.",
     ),
     require_signature: Path | None = typer.Option(
         None,
@@ -75,6 +83,21 @@ def assess(
         "inspected for poisoning (set poisoning: false in the config to skip); built-in data "
         "uses its train split for detectors.",
     ),
+    system: str | None = typer.Option(
+        None,
+        "--system",
+        help="Inventory system this run assesses: the report's digest, gate results and key "
+        "metrics are recorded against it (see `mlwarden program`).",
+    ),
+    db: str = typer.Option(
+        "sqlite:///mlwarden.db",
+        "--db",
+        envvar="MLWARDEN_DB",
+        help="Programme inventory for --system: sqlite:///PATH or postgresql://USER@HOST/DB.",
+    ),
+    table_prefix: str = typer.Option(
+        "mlw_", "--table-prefix", help="The inventory's table name prefix (with --system)."
+    ),
 ) -> None:
     """Assess a model's robustness and write a report; exit 3 when a policy gate fails."""
     from mlwarden.assess import assess as run_assessment
@@ -99,6 +122,8 @@ def assess(
     if gates:
         settings = settings.with_gates(gates)
     _check_out(out)
+    if system is not None:  # an unknown system or database fails now, not after the attacks
+        _with_inventory(db, table_prefix, lambda inventory: inventory.get(system))
 
     dataset = load_dataset(
         data,
@@ -128,10 +153,18 @@ def assess(
             f"the model's valid input range {classifier.clip_range} differs from the data's "
             f"{dataset.clip_range}; set clip_range in the config"
         )
+    artifact = _model_file(model)
     with progress() as bar:
         task = bar.add_task(
             "assessing",
-            total=count_steps(classifier, settings, train_data_given=train_data is not None),
+            total=count_steps(
+                classifier,
+                settings,
+                train_data_given=train_data is not None,
+                data=dataset,
+                artifact=artifact,
+                artifacts_scanned=supply_chain is not None,
+            ),
         )
         first = True
 
@@ -152,6 +185,7 @@ def assess(
             train_data=clean_train,
             on_step=on_step,
             extra_findings=supply_chain,
+            artifact=artifact,
         )
         bar.update(task, description="done", completed=bar.tasks[0].total)
     if hasattr(classifier, "victim"):  # a served model: close its HTTP connections
@@ -161,8 +195,38 @@ def assess(
     console.print(
         f"Report: [bold]{paths['html']}[/]  (JSON: {paths['json']}, SARIF: {paths['sarif']})"
     )
+    if system is not None:
+        run = _with_inventory(
+            db, table_prefix, lambda inventory: inventory.record(paths["json"], system=system)
+        )
+        console.print(
+            f"recorded against system [bold]{escape(system)}[/] "
+            f"(gates {'passed' if run.passed else 'failed'}, sha256:{run.report_sha256})"
+        )
     if not report.passed:
         raise typer.Exit(code=3)
+
+
+def _model_file(spec: str) -> Path | None:
+    """The file a model spec loads from: the path itself, or a zoo model's cache entry."""
+    if spec.startswith("zoo:"):
+        from mlwarden.models.zoo import zoo_path
+
+        path = zoo_path(spec.removeprefix("zoo:"))
+    else:
+        path = Path(spec)
+    return path if path.is_file() else None
+
+
+def _with_inventory(db: str, prefix: str, action: Callable[[Inventory], _T]) -> _T:
+    """Open the programme inventory, apply ``action`` and close it whatever happens."""
+    from mlwarden.program.inventory import Inventory
+
+    inventory = Inventory(db, prefix=prefix)
+    try:
+        return action(inventory)
+    finally:
+        inventory.close()
 
 
 def _check_out(out: Path) -> None:

@@ -214,3 +214,115 @@ def report_cmd(
     console.print(
         f"wrote [bold]{escape(str(written['index']))}[/] and {len(written) - 2} system page(s)"
     )
+
+
+@app.command("run")
+def run(
+    systems: list[str] = typer.Option(
+        [],
+        "--systems",
+        help="Assess these systems (repeatable, or comma-separated); default: every due one.",
+    ),
+    out: Path = typer.Option(
+        Path("program-runs"), "--out", help="Reports go to OUT/SYSTEM/<UTC time of the run>/."
+    ),
+    workers: int = typer.Option(
+        2, "--workers", help="Worker processes of the local Dask cluster (one thread each)."
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="Run on an existing Dask cluster, e.g. tcp://HOST:8786 (its workers need mlwarden "
+        "and the threat models' files; see docs/program.md).",
+    ),
+    serial: bool = typer.Option(
+        False, "--serial", help="Run the assessments one by one in this process, without Dask."
+    ),
+    db: str = _DB,
+    table_prefix: str = _PREFIX,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON results instead of a table."),
+) -> None:
+    """Assess every due system (or those named) on Dask and record each report.
+
+    Exit 3 when a system's assessment failed to run or failed its gates; the other systems
+    are assessed and recorded all the same.
+    """
+    from datetime import datetime, timezone
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mlwarden.errors import ConfigError
+    from mlwarden.program.sweep import (
+        SweepResult,
+        dask_client,
+        due_systems,
+        run_sweep,
+        task_for,
+    )
+
+    if serial and scheduler is not None:
+        raise ConfigError("--serial and --scheduler exclude each other; give one")
+    names = [n.strip() for item in systems for n in item.split(",") if n.strip()]
+    inventory = _inventory(db, table_prefix)
+    try:
+        chosen = due_systems(inventory, names or None)
+        if not chosen:
+            console.print("no system is due for assessment")
+            return
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        tasks = [task_for(s, out, stamp=stamp) for s in chosen]  # every plan checked first
+        with Progress(
+            TextColumn("{task.fields[system]}", style="bold"),
+            BarColumn(bar_width=12),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=as_json,
+        ) as bar:
+            rows = {
+                t.system: bar.add_task("queued", total=1, system=escape(t.system)) for t in tasks
+            }
+
+            def started(system: str) -> None:  # serially: running now; on Dask: queued there
+                bar.update(rows[system], description="running" if serial else "submitted")
+
+            def done(result: SweepResult) -> None:
+                if not result.ok:
+                    text = f"[bold red]error[/]: {escape(result.error or '')}"
+                elif result.passed:
+                    text = "[green]passed[/], recorded"
+                else:
+                    text = "[bold red]gates failed[/], recorded"
+                bar.update(rows[result.system], description=text, completed=1)
+
+            if serial:
+                results = run_sweep(tasks, inventory=inventory, on_start=started, on_done=done)
+            else:
+                with dask_client(scheduler, n_workers=workers) as client:
+                    results = run_sweep(
+                        tasks, client=client, inventory=inventory, on_start=started, on_done=done
+                    )
+    finally:
+        inventory.close()
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        table = Table(title="programme run")
+        for column in ("system", "result", "robust accuracy", "report"):
+            table.add_column(column)
+        for r in results:
+            verdict = (
+                f"[bold red]error[/]: {escape(r.error or '')}"
+                if not r.ok
+                else ("[green]passed[/]" if r.passed else "[bold red]gates failed[/]")
+            )
+            robust = r.metrics.get("robust_accuracy")
+            table.add_row(
+                escape(r.system),
+                verdict,
+                "-" if robust is None else f"{robust:.3f}",
+                escape(r.report_path or "-"),
+            )
+        console.print(table)
+    if any(not r.ok or not r.passed for r in results):
+        raise typer.Exit(EXIT_ATTENTION)

@@ -4,7 +4,9 @@ Each kind of evidence is looked for where the mlwarden command that produces it 
 
 * ``signature``: ``mlwarden sign`` wrote the signature at
   :func:`~mlwarden.supplychain.signing.default_signature_path` of every model the threat model
-  gives a path for;
+  gives a path for, and, for a model with a ``public_key``, it verifies with that key
+  (:func:`~mlwarden.supplychain.signing.verify_model`: a changed file, another signer or a
+  damaged signature is not evidence, and the detail says which);
 * ``dp-record``: ``mlwarden harden dp`` recorded a :class:`~mlwarden.defenses.training.PrivacyRecord`
   in a model's sidecar (``training.privacy``);
 * ``gateway-quota``, ``gateway-rounding``, ``gateway-roles``, ``gateway-monitor``,
@@ -15,8 +17,9 @@ Each kind of evidence is looked for where the mlwarden command that produces it 
 * ``passing-assessment``: the latest ``report.json`` of the system has gates and passes them all;
   ``assessment-poisoning``: that report also inspected the training data.
 
-Presence is what is checked: a signature file is not verified here (``mlwarden verify`` needs
-the publisher's key), so "done" means the artefact exists, not that it is still valid.
+Without a ``public_key`` in the threat model a signature can only be seen, not verified: it
+still counts, and its detail says "not verified" so a reader knows what "done" rests on.
+Everything else is checked by presence and validity of the file that records it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 from mlwarden.errors import MlwardenError
 from mlwarden.program.threat_model import ThreatModel
 from mlwarden.serve.config import load_gateway_config
-from mlwarden.supplychain.signing import default_signature_path
+from mlwarden.supplychain.signing import default_signature_path, verify_model
 
 __all__ = ["EVIDENCE_KINDS", "Evidence", "collect_evidence"]
 
@@ -61,19 +64,38 @@ class Evidence:
         return {"kind": self.kind, "found": self.found, "detail": self.detail}
 
 
-def _model_paths(tm: ThreatModel, base_dir: Path) -> list[Path]:
-    paths = [Path(m.path) for m in tm.models if m.path]
-    return [p if p.is_absolute() else base_dir / p for p in paths]
+def _models(tm: ThreatModel, base_dir: Path) -> list[tuple[Path, Path | None]]:
+    """Each model path with its public key, both resolved against ``base_dir``."""
+
+    def resolve(text: str) -> Path:
+        path = Path(text)
+        return path if path.is_absolute() else base_dir / path
+
+    return [
+        (resolve(m.path), resolve(m.public_key) if m.public_key else None)
+        for m in tm.models
+        if m.path
+    ]
 
 
-def _signatures(paths: list[Path]) -> Evidence:
-    if not paths:
+def _signatures(models: list[tuple[Path, Path | None]]) -> Evidence:
+    if not models:
         return Evidence("signature", False, "the threat model gives no model path")
-    unsigned = [p for p in paths if not default_signature_path(p).is_file()]
+    unsigned = [p for p, _ in models if not default_signature_path(p).is_file()]
     if unsigned:
         return Evidence("signature", False, "no signature for " + ", ".join(map(str, unsigned)))
-    sigs = ", ".join(str(default_signature_path(p)) for p in paths)
-    return Evidence("signature", True, f"signed: {sigs}")
+    details = []
+    for path, key in models:
+        if key is None:
+            details.append(f"{default_signature_path(path)} (present, not verified: no public_key)")
+            continue
+        try:
+            verified = verify_model(path, public_key=key)
+        except MlwardenError as exc:
+            first = str(exc).splitlines()[0]
+            return Evidence("signature", False, f"{path.name}: signature does not verify: {first}")
+        details.append(f"{path.name} verified, signed by {verified.signer}")
+    return Evidence("signature", True, "; ".join(details))
 
 
 def _dp_record(paths: list[Path]) -> Evidence:
@@ -200,6 +222,7 @@ def collect_evidence(
         :data:`EVIDENCE_KINDS` → :class:`Evidence`.
     """
     base = Path(base_dir)
-    paths = _model_paths(tm, base)
-    found = [_signatures(paths), _dp_record(paths), *_gateway(tm, base), *_assessment(report)]
+    models = _models(tm, base)
+    paths = [path for path, _ in models]
+    found = [_signatures(models), _dp_record(paths), *_gateway(tm, base), *_assessment(report)]
     return {e.kind: e for e in found}

@@ -266,6 +266,10 @@ class Inventory:
         """Release the database connections."""
         self.db.dispose()
 
+    def drop(self) -> None:
+        """Drop the programme tables (tests on a shared PostgreSQL clean up with it)."""
+        self.metadata.drop_all(self.db.writer, checkfirst=True)
+
     # -- systems --------------------------------------------------------------------------
     def add_system(
         self, tm: ThreatModel, *, path: str | Path | None = None, replace: bool = False

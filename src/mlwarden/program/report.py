@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -108,6 +109,16 @@ def _template(name: str) -> jinja2.Template:
     return template
 
 
+def _report_links(history: list[AssessmentRun], page_dir: Path) -> dict[str, str]:
+    """Run id → link from the system page to that run's ``report.html``, where it still exists."""
+    links = {}
+    for run in history:
+        html = Path(run.report_path).with_name("report.html")
+        if html.is_file():
+            links[run.run_id] = Path(os.path.relpath(html, page_dir.resolve())).as_posix()
+    return links
+
+
 def write_program_report(
     inventory: Inventory, out_dir: str | Path, *, now: datetime | None = None
 ) -> dict[str, Path]:
@@ -132,6 +143,7 @@ def write_program_report(
         png = robust_accuracy_trend_png({name: history})
         html = system_page.render(
             d=doc,
+            links=_report_links(history, out / "systems"),
             generated=now.isoformat(timespec="seconds"),
             trend=base64.b64encode(png).decode("ascii") if png else None,
         )

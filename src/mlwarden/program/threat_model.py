@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlwarden._io import atomic_write_text
+from mlwarden.assess.config import parse_gate
+from mlwarden.assess.profiles import PROFILES
 from mlwarden.errors import ConfigError
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "SCHEMA",
     "SENSITIVITY_LEVELS",
     "AccessEntry",
+    "AssessmentPlan",
     "DataAsset",
     "Deployment",
     "Impact",
@@ -53,12 +56,17 @@ Exposure = Literal["public-api", "partner", "internal", "offline"]
 
 
 class ModelAsset(BaseModel):
-    """A model of the system; ``path`` (relative to the threat model) lets evidence be found."""
+    """A model of the system; ``path`` (relative to the threat model) lets evidence be found.
+
+    With ``public_key`` (a PEM file, relative to the threat model) the model's signature counts
+    as evidence only when it verifies with that key.
+    """
 
     model_config = _STRICT
     name: _Name
     path: str | None = None
     provenance: Literal["in-house", "fine-tuned", "third-party"] = "in-house"
+    public_key: str | None = None
 
 
 class DataAsset(BaseModel):
@@ -106,6 +114,39 @@ class Impact(BaseModel):
     availability: ImpactLevel = Field(description="the service degraded or its cost run up")
 
 
+class AssessmentPlan(BaseModel):
+    """How ``mlwarden program run`` assesses the system (paths relative to the threat model).
+
+    It is the ``mlwarden assess`` command line of the system, kept with its threat model so a
+    sweep over the inventory can run it on any machine of a cluster.
+    """
+
+    model_config = _STRICT
+    model: _Name = Field(description="model file, or zoo:NAME")
+    data: _Name = Field(description="evaluation data: builtin:NAME, .npz or .csv")
+    train_data: _Name | None = Field(None, description="training data: detectors, poisoning")
+    config: str | None = Field(None, description="assessment YAML")
+    profile: str | None = None
+    max_samples: Annotated[int, Field(ge=1)] | None = None
+    seed: Annotated[int, Field(ge=0)] | None = None
+    fail_under: dict[str, float] = Field(default_factory=dict, description="METRIC: THRESHOLD")
+    public_key: str | None = Field(None, description="refuse the model unless this key signed it")
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str | None) -> str | None:
+        if value is not None and value not in PROFILES:
+            raise ValueError(f"profile must be one of {sorted(PROFILES)}")
+        return value
+
+    @field_validator("fail_under")
+    @classmethod
+    def _gates(cls, value: dict[str, float]) -> dict[str, float]:
+        for metric, threshold in value.items():
+            parse_gate(f"{metric}={threshold}")  # the same rules as --fail-under
+        return value
+
+
 class ThreatModel(BaseModel):
     """One system's threat model (``mlwarden.threat-model/1``)."""
 
@@ -123,6 +164,7 @@ class ThreatModel(BaseModel):
     deployment: Deployment = Deployment()
     impact: Impact
     policies: list[str] = []
+    assessment: AssessmentPlan | None = None
 
     def to_yaml(self) -> str:
         """The model as YAML, keys in schema order."""
@@ -194,6 +236,7 @@ models:                         # path: relative to this file; finds signatures,
   - name: {system}-model
     path: null
     provenance: in-house        # in-house | fine-tuned | third-party
+    public_key: null            # PEM key its signature must verify with (`mlwarden keygen`)
 data:
   - name: training-data
     sensitivity: internal       # public | internal | confidential | restricted
@@ -215,6 +258,15 @@ impact:                         # negligible | low | moderate | high | severe
   intellectual_property: low    # the model stolen (extraction)
   availability: low             # the service degraded or its cost run up
 policies: []                    # policies the system is held to (names or links)
+# How `mlwarden program run` assesses the system (paths relative to this file), e.g.
+# assessment:
+#   model: model.pt2              # or zoo:NAME
+#   data: holdout.npz             # or builtin:NAME
+#   train_data: train.npz         # optional: detectors and the poisoning inspection
+#   profile: full                 # standard | quick | full
+#   seed: 0
+#   fail_under: {{robust_accuracy@0.05: 0.6}}
+assessment: null
 """
 
 
