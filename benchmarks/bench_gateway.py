@@ -155,6 +155,8 @@ def _serve(target: list[str], env: dict[str, str], port: int, log: Path) -> subp
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--ws",
+                "none",
                 "--log-level",
                 "warning",
                 "--no-access-log",

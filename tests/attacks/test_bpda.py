@@ -76,9 +76,15 @@ def test_bpda_breaks_a_rounding_defence_that_stops_plain_gradient_attacks(
 
 
 def test_eot_counts_a_success_only_when_every_draw_is_fooled() -> None:
-    draws = iter([torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]])] * 2)
+    # one draw per call, the same for every row of the call (EOTDraws' first call checks that
+    # and then calls once per draw): fooled on one draw, not on the other
+    draws = iter([torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]])] * 3)
     objective = classification_objective(
-        lambda x: next(draws), torch.tensor([0]), targeted=False, loss="ce", eot_samples=2
+        lambda x: next(draws).expand(len(x), 2),
+        torch.tensor([0]),
+        targeted=False,
+        loss="ce",
+        eot_samples=2,
     )
     _, hit = objective(torch.zeros(1, 1), torch.arange(1))
-    assert hit.tolist() == [False]  # fooled on the first draw, not on the second
+    assert hit.tolist() == [False]

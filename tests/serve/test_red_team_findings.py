@@ -444,7 +444,9 @@ def test_malformed_http_refused_by_uvicorn_is_counted_and_audited(make_gateway: 
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="none"
+        )
     )
     ready = threading.Event()
 

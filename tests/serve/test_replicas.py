@@ -55,6 +55,8 @@ def _start(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--ws",
+                "none",
                 "--log-level",
                 "info",
             ],

@@ -88,7 +88,9 @@ def serve(
     if workers == 1:
         docs = " (docs at /docs)" if cfg.docs else ""
         console.print(f"serving {len(cfg.models)} model(s) on http://{host}:{port}{docs}")
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+        # ws="none": the gateway has no WebSocket route; leaving uvicorn's WebSocket protocol
+        # (and its deprecated `websockets.legacy` import) out is less attack surface
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, ws="none")
         return
     app.state.gateway.close()
     os.environ["MLWARDEN_GATEWAY_CONFIG"] = str(Path(config).resolve())
@@ -103,6 +105,7 @@ def serve(
         workers=workers,
         log_level=log_level,
         access_log=False,
+        ws="none",
     )
 
 

@@ -171,4 +171,5 @@ def test_onion_deletes_the_words_a_clean_language_model_finds_out_of_place() -> 
     text = str(triggered[0])
     words = text.split()
     direct = lm.line_losses([text])[0] - lm.line_losses([" ".join(words[1:])])[0]
-    assert onion.suspicion([text])[0][0] == pytest.approx(direct)
+    # (computed in a different batch: equal up to float32 summation order)
+    assert onion.suspicion([text])[0][0] == pytest.approx(direct, abs=1e-5)
