@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -53,6 +54,30 @@ def test_fl_train_writes_the_global_model_with_record_and_report(
     model = load_model(str(out))
     accuracy = float((model.predict_proba(test.x).argmax(1) == test.y).mean())
     assert accuracy == pytest.approx(record["test_accuracy"], abs=1e-9)
+
+
+def test_fl_train_registers_the_global_model_against_its_training_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Governance: given --registry, the federated model is recorded with its lineage (a
+    train run whose input is the data the clients were partitioned from)."""
+    from mlwarden.data import load_dataset
+    from mlwarden.governance.registry import Registry
+
+    db = f"sqlite:///{tmp_path}/reg.db"
+    out = tmp_path / "global.pt2"
+    code, text, err = _run(
+        capsys, "fl", "train", "--data", "builtin:digits", *SMALL, "--out", out, "--registry", db
+    )
+    assert code == 0, err
+    registry = Registry(db)
+    try:
+        (run,) = registry.all_runs()
+        assert run.kind == "train" and "registered model" in text
+        assert load_dataset("builtin:digits", split="train").digest() in run.inputs
+        assert run.outputs == (hashlib.sha256(out.read_bytes()).hexdigest(),)
+    finally:
+        registry.close()
 
 
 def test_fl_train_with_client_level_dp_reports_flowers_epsilon(

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from mlwarden.cli._console import console
+from mlwarden.cli.governance import REGISTRY_OPTION, Recorder
 from mlwarden.cli.options import LABEL_COLUMN
 
 __all__ = ["app", "gradient_leakage", "train"]
@@ -74,6 +75,7 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Seed of partitions, shuffles and noise."),
     val_data: str | None = typer.Option(None, "--val-data", help="Held-out data for the curve."),
     label_column: str = LABEL_COLUMN,
+    registry: str | None = REGISTRY_OPTION,
 ) -> None:
     """Train a model federatedly and write the global model with its record and run report."""
     from dataclasses import replace
@@ -95,6 +97,7 @@ def train(
 
     _require_flwr()
     check_out_path(out)
+    recorder = Recorder(registry)  # a bad registry URI fails before any training
     parse_partition(partition)
     privacy = parse_privacy(dp, delta=delta)
     if isinstance(privacy, SampleLevelTarget):
@@ -156,6 +159,7 @@ def train(
         f"wrote [bold]{written.model_path}[/] (record in {written.model_path.name}.mlwarden.json)"
     )
     console.print(f"run report: {written.report_path} (plot {written.plot_path.name})")
+    recorder.model(written.model_path, data_files=[data, val_data])
 
 
 def gradient_leakage(
