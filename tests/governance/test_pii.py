@@ -206,3 +206,23 @@ def test_the_scan_cli_reports_names_only_when_asked(
     assert main(["data", "scan-pii", str(path), "-f", "json", "--names"]) == 0
     with_names = {f["entity"] for f in json.loads(capsys.readouterr().out)["findings"]}
     assert default == {"STREET_ADDRESS"} and with_names == {"STREET_ADDRESS", "PERSON"}
+
+
+def test_a_scan_says_what_it_did_not_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No finding must not read as "no personal data": names are not looked for by default."""
+    from mlwarden.cli.app import main
+
+    path = tmp_path / "t.txt"
+    path.write_text("Dear Margaret Thornbury, thank you\n", encoding="utf-8")
+    assert main(["data", "scan-pii", str(path)]) == 0
+    assert "not checked: PERSON" in capsys.readouterr().out
+    assert main(["data", "scan-pii", str(path), "--format", "json", "--no-secrets"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["not_checked"] == [
+        "PERSON (names: pass --names; no NER model, see docs)",
+        "credentials (--no-secrets)",
+    ]
+    assert main(["data", "scan-pii", str(path), "--names", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["not_checked"] == []

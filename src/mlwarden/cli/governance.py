@@ -408,6 +408,10 @@ def scan_pii(
             f"--fail-on {fail_on!r} must be one of {', '.join(s.value for s in Severity)}"
         ) from None
     result = scan_path(data, PiiScanner(secrets=not no_secrets, names=names))
+    # what this scan could not have found: an empty result must not read as "no personal data"
+    not_checked = [] if names else ["PERSON (names: pass --names; no NER model, see docs)"]
+    if no_secrets:
+        not_checked.append("credentials (--no-secrets)")
     if output_format == "table":
         table = Table("field", "entity", "count", "rows", "examples (masked)", "action")
         for f in result.findings:
@@ -422,10 +426,16 @@ def scan_pii(
         console.print(table)
         for problem in result.unreadable:
             console.print(f"[yellow]not scanned:[/] {escape(problem)}")
+        for entity in not_checked:
+            console.print(f"[yellow]not checked:[/] {escape(entity)}")
         text = None
     elif output_format == "json":
         text = json.dumps(
-            {**result.to_dict(), "report_findings": [f.to_dict() for f in result.to_findings()]},
+            {
+                **result.to_dict(),
+                "not_checked": not_checked,
+                "report_findings": [f.to_dict() for f in result.to_findings()],
+            },
             indent=2,
         )
     else:
