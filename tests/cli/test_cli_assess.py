@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mlwarden import __version__
 
 DIGITS = ("--model", "zoo:digits-cnn", "--data", "builtin:digits")
@@ -172,3 +174,29 @@ def test_assess_help_lists_every_option(run_cli: Callable[..., Any]) -> None:
     assert result.code == 0
     for option in ("--model", "--data", "--out", "--config", "--fail-under", "--label-column"):
         assert option in result.out
+
+
+def test_train_data_naming_a_builtin_dataset_means_its_train_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--train-data builtin:digits`` is the model's training data: the train split, not the
+    test split (which made membership inference compare test data with test data)."""
+    import mlwarden.assess
+    from mlwarden.cli.app import main
+    from mlwarden.cli.attack import _load
+    from mlwarden.data import load_dataset
+
+    seen: list[Any] = []
+
+    def capture(classifier: Any, data: Any, config: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["train_data"])
+        raise SystemExit(0)
+
+    monkeypatch.setattr(mlwarden.assess, "assess", capture)
+    args = ["assess", "--model", "zoo:digits-cnn", "--data", "builtin:digits"]
+    with pytest.raises(SystemExit):
+        main([*args, "--train-data", "builtin:digits", "--out", str(tmp_path / "r")])
+    train = load_dataset("builtin:digits", split="train")
+    assert seen[0].digest() == train.digest()
+    _, _, members = _load("zoo:digits-cnn", "builtin:digits", "builtin:digits", "label")
+    assert members.digest() == train.digest()

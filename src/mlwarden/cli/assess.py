@@ -174,7 +174,8 @@ def assess(
             first = False
 
         clean_train = (
-            load_like(train_data, dataset, label_column=label_column)
+            # the model's training data: a built-in name means its train split
+            load_like(train_data, dataset, label_column=label_column, split="train")
             if train_data is not None
             else None
         )

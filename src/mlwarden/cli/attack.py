@@ -54,7 +54,8 @@ def _load(model: str, data: str, train_data: str | None, label_column: str) -> t
     dataset = load_dataset(data, label_column=label_column)
     classifier = load_model(model, input_shape=dataset.input_shape, n_classes=dataset.n_classes)
     train = (
-        load_like(train_data, dataset, label_column=label_column, split="test")
+        # the members: a built-in name means its train split (the test split was taken before)
+        load_like(train_data, dataset, label_column=label_column, split="train")
         if train_data is not None
         else None
     )
