@@ -162,6 +162,13 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--models", default="plain,scaled,quantized,noisy,squeezed,adv-trained")
     parser.add_argument("--norms", default="linf,l2")
+    parser.add_argument(
+        "--eps",
+        default="",
+        help="override the budgets, e.g. linf=0.05,0.2;l2=1.0 (default: "
+        + ", ".join(f"{k}={v}" for k, v in EPS.items())
+        + ")",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -174,9 +181,12 @@ def main() -> int:
         f"{'model':<12} {'norm':<5} {'eps':>5} {'clean':>6} {'standard':>9} {'quick':>6} "
         f"{'AutoAttack':>10} {'suite/AA':>8} {'+diag/AA':>8}  masking"
     )
+    budgets = {norm: [eps] for norm, eps in EPS.items()}
+    for part in filter(None, args.eps.split(";")):
+        norm, _, values = part.partition("=")
+        budgets[norm.strip()] = [float(v) for v in values.split(",")]
     for name, module in models.items():
-        for norm in args.norms.split(","):
-            eps = EPS[norm]
+        for norm, eps in ((n, e) for n in args.norms.split(",") for e in budgets[n]):
             with torch.no_grad():
                 clean = float(
                     (module(torch.from_numpy(sample.x)).argmax(1).numpy() == sample.y).mean()
