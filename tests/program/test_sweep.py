@@ -24,6 +24,10 @@ SMALL = {
     "attack_params": {"pgd": {"steps": 3}},
     "max_samples": 30,
     "examples": 0,
+    # 3 PGD steps are deliberately cheap, so whether the convergence diagnostic fires (and the
+    # gates then fail closed) depends on float rounding and thread count: these tests are about
+    # the sweep, so the gates read the figures as they are
+    "acknowledge_masking": True,
 }
 
 

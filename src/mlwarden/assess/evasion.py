@@ -171,14 +171,18 @@ def run_evasion(
                 result, queries = None, 0.0
             elapsed = time.perf_counter() - started
             if cascade:
-                if result is not None:
+                if result is not None and reliability.randomized:
+                    # one draw decides nothing on a randomized model: keep, per sample, the
+                    # point misclassified most often, and leave for the next attack every
+                    # sample not misclassified on all of its draws
+                    _keep_likelier(classifier, data, adversarial, target, result.x_adv)
+                    rates = _error_rates(classifier, adversarial[target], data.y[target])
+                    stable = target[rates == 1.0]
+                    predictions[stable] = classifier.predict(adversarial[stable])
+                elif result is not None:
                     broken = result.predictions != data.y[target]
                     adversarial[target[broken]] = result.x_adv[broken]
                     predictions[target[broken]] = result.predictions[broken]
-                    if reliability.randomized:  # keep, per sample, the point fooled most often
-                        _keep_likelier(
-                            classifier, data, adversarial, target[~broken], result.x_adv[~broken]
-                        )
                 own_x, own_predictions = adversarial, predictions
             else:
                 assert result is not None
