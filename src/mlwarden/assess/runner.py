@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from mlwarden import __version__
+from mlwarden.assess.accuracy import clean_accuracy_finding
 from mlwarden.assess.certification import run_certification, smoothing_settings
 from mlwarden.assess.config import AssessConfig, Gate
 from mlwarden.assess.detection import resolve_train_data, run_detection
@@ -335,18 +336,7 @@ def assess(
     clean_predictions = classifier.predict(sample.x)
     clean_accuracy = float((clean_predictions == sample.y).mean())
     metrics: dict[str, float] = {"clean_accuracy": clean_accuracy}
-    findings: list[Finding] = [
-        Finding(
-            id="model.clean_accuracy",
-            check="model",
-            title="Clean accuracy",
-            summary=f"The model classifies {clean_accuracy:.1%} of {len(sample)} evaluation samples correctly.",
-            severity=Severity.INFO,
-            metrics={"clean_accuracy": clean_accuracy},
-            taxonomy=Taxonomy(nist=("MEASURE 2.3",)),
-            recommendation="Compare with the accuracy expected in production before reading robustness figures.",
-        )
-    ]
+    findings: list[Finding] = [clean_accuracy_finding(clean_accuracy, len(sample))]
     if conversion_finding is not None:
         findings.append(conversion_finding)
 

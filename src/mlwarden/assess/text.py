@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mlwarden import __version__
+from mlwarden.assess.accuracy import clean_accuracy_finding
 from mlwarden.assess.config import AssessConfig
 from mlwarden.assess.evasion import severity_for
 from mlwarden.attacks import attack_names
@@ -31,7 +32,7 @@ from mlwarden.data.dataset import Dataset
 from mlwarden.data.text.tokens import tokenize
 from mlwarden.errors import ConfigError, DataError
 from mlwarden.models.base import Classifier
-from mlwarden.report.findings import Finding, Report, Severity
+from mlwarden.report.findings import Finding, Report
 from mlwarden.report.taxonomy import Taxonomy
 
 __all__ = ["TEXT_MODES", "assess_text", "highlight_segments", "is_text_model", "text_steps"]
@@ -152,18 +153,7 @@ def assess_text(
     correct = clean_predictions == labels
     clean = float(correct.mean())
     metrics: dict[str, float] = {"clean_accuracy": clean}
-    findings: list[Finding] = [
-        Finding(
-            id="model.clean_accuracy",
-            check="model",
-            title="Clean accuracy",
-            summary=f"The model classifies {clean:.1%} of {len(sample)} evaluation texts correctly.",
-            severity=Severity.INFO,
-            metrics={"clean_accuracy": clean},
-            taxonomy=Taxonomy(nist=("MEASURE 2.3",)),
-            recommendation="Compare with the accuracy expected in production before reading robustness figures.",
-        )
-    ]
+    findings: list[Finding] = [clean_accuracy_finding(clean, len(sample), inputs="texts")]
     attacked = np.flatnonzero(correct)
     robust_all = {eps: correct.copy() for eps in config.epsilons}
     curves: dict[str, list[dict[str, Any]]] = {}
