@@ -180,3 +180,28 @@ def test_a_noisy_model_is_no_more_robust_than_the_model_under_it(digits_cnn, dig
     report = assess(noisy, digits_test, config)
     plain = assess(digits_cnn, digits_test, config)
     assert report.metrics["robust_accuracy@0.1"] <= plain.metrics["robust_accuracy@0.1"] + 0.08
+
+
+class CoinFlipAtClean(torch.nn.Module):
+    """Two classes, decided by ``10 (Σx − 2) + N(0, 1)``: at x = 0.5 everywhere a fair coin."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = 10.0 * (x.sum(1) - 2.0) + torch.randn(len(x))
+        return torch.stack([torch.zeros_like(z), z], dim=1)
+
+
+def test_a_sample_one_clean_draw_misclassifies_is_still_attacked() -> None:
+    """Closed form: every sample of class 0 is wrong on half of its clean draws, and an L∞
+    step of 0.2 on four inputs moves the decision by 8 standard deviations, so the attacked
+    point is wrong on (nearly) every draw: robust accuracy ≈ 0. A suite that skips the samples
+    whose one clean draw erred leaves about half of them at the clean input, right on half of
+    its draws: about 25% reported."""
+    data = Dataset(
+        name="coin", x=np.full((60, 4), 0.5, np.float32), y=np.zeros(60, np.int64), n_classes=2
+    )
+    model = TorchClassifier(CoinFlipAtClean(), input_shape=(4,), n_classes=2)
+    torch.manual_seed(0)
+    config = AssessConfig(epsilons=[0.2], max_samples=60, profile="quick", attack_params={})
+    report = assess(model, data, config)
+    assert report.sections["evasion"]["adaptive"]["randomized"] is True
+    assert report.metrics["robust_accuracy@0.2"] < 0.05
