@@ -215,7 +215,6 @@ def inspect(
     registry: str | None = REGISTRY_OPTION,
 ) -> None:
     """Inspect training data for poison; write report.json and report.html."""
-    from mlwarden import __version__
     from mlwarden.attacks.poisoning import load_truth
     from mlwarden.defenses.poisoning import (
         DEFAULT_REMOVE_BY,
@@ -225,7 +224,10 @@ def inspect(
     from mlwarden.defenses.poisoning.representations import LAYERS
     from mlwarden.defenses.poisoning.training import train_classifier
     from mlwarden.models import load_model
-    from mlwarden.report.inspection_writers import write_inspection_reports
+    from mlwarden.report.inspection_writers import (
+        inspection_document,
+        write_inspection_reports,
+    )
 
     if layer not in LAYERS:
         raise ConfigError(f"--layer {layer!r}: choose {' or '.join(LAYERS)}")
@@ -288,17 +290,11 @@ def inspect(
             seed=seed,
             on_step=on_step,
         )
-        doc = inspection.to_dict(names)
-        doc.update(
-            {
-                "format": "mlwarden.data-inspection/2",
-                "tool_version": __version__,
-                "created_at": started,
-                "model": model,
-                "truth": str(truth) if truth else None,
-                "cleaned": None,
-                "retrain": None,
-            }
+        doc = inspection_document(
+            inspection.to_dict(names),
+            created_at=started,
+            model=model,
+            truth=str(truth) if truth else None,
         )
         removal = inspection.flagged_by(names)
         if remove or retrain:

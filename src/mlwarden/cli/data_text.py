@@ -65,13 +65,15 @@ def inspect_text(
 
     Returns the report document (also written to ``out/report.json``).
     """
-    from mlwarden import __version__
     from mlwarden.attacks.poisoning import load_truth
     from mlwarden.defenses.poisoning import inspect_text_data
     from mlwarden.defenses.poisoning.text_inspection import TEXT_DEFAULT_REMOVE_BY, TEXT_DETECTORS
     from mlwarden.models import load_model
     from mlwarden.models.text import fit_tfidf_logreg
-    from mlwarden.report.inspection_writers import write_inspection_reports
+    from mlwarden.report.inspection_writers import (
+        inspection_document,
+        write_inspection_reports,
+    )
 
     names = tuple(n.strip() for n in remove_by.split(",")) if remove_by else TEXT_DEFAULT_REMOVE_BY
     unknown = sorted(set(names) - set(TEXT_DETECTORS))
@@ -107,17 +109,11 @@ def inspect_text(
             seed=seed,
             on_step=on_step,
         )
-        doc = inspection.to_dict(names)
-        doc.update(
-            {
-                "format": "mlwarden.data-inspection/2",
-                "tool_version": __version__,
-                "created_at": started,
-                "model": model,
-                "truth": str(truth) if truth else None,
-                "cleaned": None,
-                "retrain": None,
-            }
+        doc = inspection_document(
+            inspection.to_dict(names),
+            created_at=started,
+            model=model,
+            truth=str(truth) if truth else None,
         )
         removal = inspection.flagged_by(names)
         if remove or retrain:

@@ -15,10 +15,41 @@ import jinja2
 
 from mlwarden._io import atomic_write_text
 
-__all__ = ["HTML_MAX_ROWS", "render_inspection_html", "write_inspection_reports"]
+__all__ = [
+    "HTML_MAX_ROWS",
+    "INSPECTION_FORMAT",
+    "inspection_document",
+    "render_inspection_html",
+    "write_inspection_reports",
+]
 
 HTML_MAX_ROWS = 500
 """Suspicious samples listed in the HTML report (all of them are in the JSON)."""
+
+INSPECTION_FORMAT = "mlwarden.data-inspection/2"
+"""The document's format name, the same for tensor and text data."""
+
+
+def inspection_document(
+    body: dict[str, Any], *, created_at: str, model: str | None, truth: str | None
+) -> dict[str, Any]:
+    """The report document: an inspection's ``to_dict`` with the run's header fields.
+
+    ``cleaned`` and ``retrain`` start empty; the CLI fills them when it removes the flagged
+    samples or retrains without them.
+    """
+    from mlwarden import __version__
+
+    return {
+        **body,
+        "format": INSPECTION_FORMAT,
+        "tool_version": __version__,
+        "created_at": created_at,
+        "model": model,
+        "truth": truth,
+        "cleaned": None,
+        "retrain": None,
+    }
 
 
 def render_inspection_html(doc: dict[str, Any]) -> str:
