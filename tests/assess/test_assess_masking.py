@@ -205,3 +205,41 @@ def test_a_sample_one_clean_draw_misclassifies_is_still_attacked() -> None:
     report = assess(model, data, config)
     assert report.sections["evasion"]["adaptive"]["randomized"] is True
     assert report.metrics["robust_accuracy@0.2"] < 0.05
+
+
+class NumpyRounding(torch.nn.Module):
+    """Preprocessing through NumPy (4-bit rounding): the output has no gradient path at all."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rounded = np.round(x.detach().cpu().numpy() * 15) / 15
+        return self.inner(torch.from_numpy(rounded.astype(np.float32)))
+
+
+class NumpyOnInput(torch.nn.Module):
+    """Calls ``.numpy()`` on its input: fails outright once the input requires a gradient."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(torch.from_numpy(np.clip(x.numpy(), 0.0, 1.0)))
+
+
+@pytest.mark.parametrize("front", [NumpyRounding, NumpyOnInput])
+def test_a_model_without_input_gradients_is_attacked_black_box_and_gates_fail_closed(
+    digits_cnn, digits_test, front
+) -> None:
+    """Gradient attacks cannot run on a forward pass that leaves autograd: the model is attacked
+    with the gradient-free suite, the masking finding says why, and the gate fails closed."""
+    model = _wrap(digits_cnn, front(digits_cnn.module))
+    gates = [parse_gate("robust_accuracy@0.1=0.01")]
+    report = assess(model, digits_test, AssessConfig(**SMALL).with_gates(gates))
+    assert "masking.no_gradient_path" in {f.id for f in report.findings}
+    assert report.sections["evasion"]["attacks"] == ["square", "hsj"]  # gradient-free only
+    assert not report.gates[0].passed
+    assert report.gates[0].reason is not None and "No input gradient" in report.gates[0].reason

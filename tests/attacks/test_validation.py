@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from mlwarden.attacks import (
     FGSM,
@@ -15,6 +16,7 @@ from mlwarden.attacks import (
     register,
 )
 from mlwarden.errors import AttackError, ConfigError
+from mlwarden.models import TorchClassifier
 
 
 @pytest.mark.parametrize("name", attack_names())
@@ -114,6 +116,29 @@ def test_gradient_attack_refuses_black_box_classifier(attack, blackbox_classifie
     x, y = make_batch(blackbox_classifier)
     with pytest.raises(AttackError, match=r"needs gradients.*black-box"):
         attack.generate(blackbox_classifier, x, y)
+
+
+class _Detached(torch.nn.Module):
+    """A forward pass that leaves autograd: its logits have no gradient path to the input."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.detach())
+
+
+@pytest.mark.parametrize("name", [n for n in attack_names() if get_attack(n).needs_gradients])
+def test_gradient_attack_refuses_a_model_whose_forward_leaves_autograd(
+    name, tiny_vector_classifier, make_batch
+) -> None:
+    detached = TorchClassifier(
+        _Detached(tiny_vector_classifier.module), input_shape=(6,), n_classes=3
+    )
+    x, y = make_batch(detached)
+    with pytest.raises(AttackError, match=r"needs input gradients.*no gradient path"):
+        get_attack(name)(eps=0.1).generate(detached, x, y)
 
 
 @pytest.mark.parametrize("name", attack_names())

@@ -315,6 +315,19 @@ def run_masking(
     return outcome
 
 
+def no_gradient_path_finding(reason: str) -> Finding:
+    """The finding for a white-box model whose gradients cannot be computed (attacked black-box)."""
+    return _finding(
+        "no_gradient_path",
+        "No input gradient: the model was attacked black-box only",
+        f"Gradients of this PyTorch model cannot be computed: {reason}. Only gradient-free "
+        "attacks ran, so its robust accuracy may be far higher than the truth (the forward "
+        "pass itself masks the gradient). Declare the non-differentiable step as a torch op "
+        "(torch.round, torch.floor, ...) so that BPDA can attack through it.",
+        {},
+    )
+
+
 def _finding(key: str, title: str, summary: str, metrics: dict[str, float]) -> Finding:
     return Finding(
         id=f"{MASKING_PREFIX}{key}",

@@ -18,13 +18,18 @@ from mlwarden.assess.config import AssessConfig, Gate
 from mlwarden.assess.detection import resolve_train_data, run_detection
 from mlwarden.assess.evasion import plan_attacks, run_evasion
 from mlwarden.assess.federated import is_federated_record
-from mlwarden.assess.masking import MASKING_PREFIX
+from mlwarden.assess.masking import MASKING_PREFIX, no_gradient_path_finding
 from mlwarden.assess.profiles import FULL_PROFILE, FullProfilePlan, RunFacts, plan_full_profile
 from mlwarden.assess.text import assess_text, is_text_model, text_steps
 from mlwarden.data.dataset import Dataset
 from mlwarden.errors import ConfigError, DataError
 from mlwarden.models import to_white_box
-from mlwarden.models.base import Classifier
+from mlwarden.models.base import (
+    Classifier,
+    DifferentiableClassifier,
+    GradientFreeView,
+    gradient_path_problem,
+)
 from mlwarden.report.findings import Finding, GateResult, Report, Severity
 from mlwarden.report.taxonomy import Taxonomy
 
@@ -121,15 +126,25 @@ def white_box_view(
 ) -> tuple[Classifier, dict[str, Any] | None, Finding | None]:
     """The classifier to assess, the conversion record and its finding.
 
-    A white-box model is returned as it is (no record, no finding). A black-box one is
+    A white-box model is returned as it is (no record, no finding), unless its gradients cannot
+    be computed: then it is assessed as a black box (:class:`GradientFreeView`) with the
+    masking finding ``masking.no_gradient_path``, so gates on robust accuracy fail closed.
+    A black-box one is
     converted with :func:`~mlwarden.models.convert.to_white_box`, checked on evaluation samples
     and on the same samples moved by the largest ε (seeded by ``config.seed``): the converted
     view when it is exact (finding ``model.white_box_conversion``), otherwise the model itself
     and the finding ``model.black_box_only``, since then only gradient-free attacks run.
     """
-    if classifier.differentiable:
-        return classifier, None, None
     check = data.sample(_CONVERSION_CHECK_SAMPLES, config.seed).x.astype(np.float32)
+    if isinstance(classifier, DifferentiableClassifier):
+        problem = gradient_path_problem(classifier, check[:8])
+        if problem is None:
+            return classifier, None, None
+        return (
+            GradientFreeView(classifier),
+            {"converted": False, "reason": problem, "max_abs_diff": None, "n_checked": 0},
+            no_gradient_path_finding(problem),
+        )
     rng = np.random.default_rng(config.seed)
     eps = max(config.epsilons)
     direction = rng.choice([-1.0, 1.0], size=check.shape)

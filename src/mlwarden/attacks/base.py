@@ -19,7 +19,7 @@ import torch
 
 from mlwarden.data.dataset import check_labels
 from mlwarden.errors import AttackError, DataError
-from mlwarden.models.base import Classifier
+from mlwarden.models.base import Classifier, DifferentiableClassifier, gradient_path_problem
 
 __all__ = ["NORMS", "Attack", "AttackResult", "Norm", "project"]
 
@@ -174,6 +174,13 @@ class Attack(ABC):
         x_np = classifier.check_inputs(x)
         y_np = _labels(y, len(x_np), classifier.n_classes, "y")
         low, high = classifier.clip_range
+        if self.needs_gradients and len(x_np) and isinstance(classifier, DifferentiableClassifier):
+            problem = gradient_path_problem(classifier, np.clip(x_np[:2], low, high))
+            if problem is not None:
+                raise AttackError(
+                    f"{self.name} needs input gradients, but the model gives none: {problem}; "
+                    "use a gradient-free attack such as square or hsj"
+                )
         if np.isnan(x_np).any():
             raise AttackError(
                 f"inputs contain {int(np.isnan(x_np).sum())} NaN values; impute or drop them "

@@ -120,3 +120,47 @@ class DifferentiableClassifier(Classifier):
         with torch.no_grad():
             logits = self.logits(torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+def gradient_path_problem(classifier: DifferentiableClassifier, x: np.ndarray) -> str | None:
+    """Why ``classifier``'s logits have no gradient with respect to its input, or ``None``.
+
+    A ``forward`` that leaves autograd (``.detach()``, a NumPy round trip, ``torch.no_grad``
+    around preprocessing) gives logits that do not depend differentiably on the input at all;
+    one that calls ``.numpy()`` on its input fails outright once the input requires a gradient.
+    Either way gradient attacks cannot run, and must not be mistaken for a robust model.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(classifier.device)
+    try:
+        with torch.enable_grad():
+            logits = classifier.logits(t.requires_grad_(True))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"its forward pass fails when the input requires a gradient ({first})"
+    if not logits.requires_grad:
+        return (
+            "its output has no gradient path to its input (the forward pass leaves autograd: "
+            ".detach(), NumPy or torch.no_grad inside forward)"
+        )
+    return None
+
+
+class GradientFreeView(Classifier):
+    """A differentiable classifier seen as a black box: the same predictions, no gradients.
+
+    Used for a model whose gradients cannot be computed (:func:`gradient_path_problem`), so
+    that only gradient-free attacks run against it instead of gradient attacks that fail.
+    """
+
+    def __init__(self, inner: Classifier) -> None:
+        super().__init__(
+            input_shape=inner.input_shape,
+            n_classes=inner.n_classes,
+            clip_range=inner.clip_range,
+            batch_size=inner.batch_size,
+        )
+        self.inner = inner
+        self.info = inner.info
+
+    def _predict_proba_batch(self, x: np.ndarray) -> np.ndarray:
+        return self.inner.predict_proba(x)
