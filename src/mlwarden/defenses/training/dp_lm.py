@@ -67,9 +67,9 @@ DEFAULT_PRIVACY_UNIT: PrivacyUnit = "distinct-line"
 
 NEAR_DUPLICATE_NOTE = (
     "Deduplication (privacy_unit='distinct-line') merges only exact duplicate lines: a "
-    "secret repeated inside lines that differ elsewhere (near-duplicates, a secret embedded in varying text) stays in each of those "
-    "lines and is protected only at group level k (about k·ε for k such lines); scrub "
-    "secrets from the text before training."
+    "secret repeated inside lines that differ elsewhere (near-duplicates, a secret embedded "
+    "in varying text) stays in each of those lines and is protected only at group level k "
+    "(about k·ε for k such lines); scrub secrets from the text before training."
 )
 
 
