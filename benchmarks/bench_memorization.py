@@ -4,23 +4,26 @@ A character GRU language model (hidden 128) is trained on a seeded sample of lin
 ``builtin:convention-speeches`` (train split, cut at 100 characters) into which random
 six-digit canaries ``"my account number is d d d d d d"`` (``|R| = 10**6``, 19.9 bits) were
 planted: three secrets each at 0 (controls, never inserted), 1, 4 and 16 repetitions, and one
-at 64. Two models are trained on the same lines: Adam without privacy, and DP-Adam through
-Opacus (``DPGRU``) at each ε of ``--epsilons`` (default 8 and 1), δ = 1e-5 per line. For each canary the exact rank among all
-``10**6`` secrets (trie enumeration) gives its exposure (Carlini et al. 2019); greedy and beam
-(width 8) decoding from the prefix say whether it is written out verbatim. Utility: each
-model's held-out loss in bits per character on test-split lines.
+at 64. Models are trained on the same lines: Adam without privacy, and DP-Adam through Opacus
+(``DPGRU``) at each ε of ``--epsilons`` (default 8 and 1), δ = 1e-5, for each privacy unit of
+``--units``: ``line`` (every copy of a line is one example: a secret on ``k`` lines is
+protected only at group level ``k``) and ``distinct-line`` (exact duplicate lines merged before
+training: ε covers all copies of a line). For each canary the exact rank among all ``10**6``
+secrets (trie enumeration) gives its exposure (Carlini et al. 2019); greedy and beam (width 8)
+decoding from the prefix say whether it is written out verbatim. Utility: each model's held-out
+loss in bits per character on test-split lines.
 
 Floors (exit 1 when missed): without DP, mean exposure rises from 1 to 16 repetitions and the
-64-repetition canary is regurgitated (greedy or beam); with DP at the smallest ε, every
-repetition count's mean exposure is within 3 bits of the never-seen baseline (1/ln 2 ≈ 1.44
-bits) and nothing is regurgitated. The guarantee is per line: a secret repeated ``k`` times is
-protected only at group level ``k`` (``k·ε``), which the larger ε shows.
+64-repetition canary is regurgitated (greedy or beam); with DP, nothing is regurgitated; with DP
+at ε ≤ 8 and the ``distinct-line`` unit, every repetition count's mean exposure is within 3
+bits of the never-seen baseline (1/ln 2 ≈ 1.44 bits). The ``line`` rows are reported beside
+them, not gated: their 64-repetition canary is expected to stay exposed (group level 64ε).
 
 Timing (same run, same model): the trie enumeration of all ``10**6`` secrets against scoring
 a uniform sample of 10,000 secrets one full forward pass each, scaled to ``10**6``.
 
 Usage: ``python benchmarks/bench_memorization.py [--lines N] [--epochs E] [--dp-epochs E]
-[--epsilons 8,1]``
+[--epsilons 8,1] [--units line,distinct-line] [--dp-seed S]``
 writes ``benchmarks/results/memorization.json`` and ``docs/img/memorization_exposure.png``.
 """
 
@@ -47,7 +50,11 @@ from mlwarden.attacks.privacy.memorization import (
     plant_canaries,
 )
 from mlwarden.data import load_dataset
-from mlwarden.defenses.training.dp_lm import train_language_model_dp
+from mlwarden.defenses.training.dp_lm import (
+    PRIVACY_UNITS,
+    check_privacy_unit,
+    train_language_model_dp,
+)
 from mlwarden.errors import SecurityWarning
 from mlwarden.models.text_lm import (
     CharLanguageModel,
@@ -77,7 +84,7 @@ def _bits_per_char(model: CharLanguageModel, lines: list[str]) -> float:
 def _report(name: str, result: MemorizationResult) -> None:
     for c in sorted(result.canaries, key=lambda c: c.repetitions):
         print(
-            f"  {name:<8} {c.repetitions:>3}x {c.secret}  rank {c.rank:>7,}  exposure "
+            f"  {name:<22} {c.repetitions:>3}x {c.secret}  rank {c.rank:>7,}  exposure "
             f"{c.best_exposure:5.2f}  greedy {c.greedy!r}{'  REGURGITATED' if c.greedy_regurgitated or c.beam_regurgitated else ''}",
             flush=True,
         )
@@ -90,7 +97,19 @@ def main() -> int:
     parser.add_argument("--dp-epochs", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dp-seed",
+        type=int,
+        default=None,
+        help="seed of the DP models' initialisation, batches and noise (default: --seed); "
+        "another value redraws DP-SGD's randomness on the same lines and canaries",
+    )
     parser.add_argument("--epsilons", default="8,1", help="DP budgets, comma-separated (each ≤ 8)")
+    parser.add_argument(
+        "--units",
+        default=",".join(reversed(PRIVACY_UNITS)),
+        help="DP privacy units, comma-separated: line, distinct-line (one row per unit and ε)",
+    )
     parser.add_argument("--json", type=Path, default=HERE / "results" / "memorization.json")
     parser.add_argument(
         "--png", type=Path, default=HERE.parent / "docs" / "img" / "memorization_exposure.png"
@@ -117,12 +136,18 @@ def main() -> int:
     plain_s = time.perf_counter() - started
     print(f"no DP: trained in {plain_s:.0f} s", flush=True)
     epsilons = [float(e) for e in args.epsilons.split(",")]
+    units = [check_privacy_unit(u.strip(), name="--units") for u in args.units.split(",")]
+    dp_seed = args.seed if args.dp_seed is None else args.dp_seed
     attack = MemorizationAttack(method="exact", beam_width=8, seed=args.seed)
     results = {"no DP": attack.run(plain, space, canaries)}
     utility = {"no DP": _bits_per_char(plain, held_out)}
     records, dp_seconds = {}, {}
-    for epsilon in epsilons:
-        name = f"DP ε={epsilon:g}"
+    rows = {
+        (unit, epsilon): f"DP ε={epsilon:g}, {unit.replace('-', ' ')}"
+        for unit in units
+        for epsilon in epsilons
+    }
+    for (unit, epsilon), name in rows.items():
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SecurityWarning)
@@ -135,10 +160,16 @@ def main() -> int:
                 epochs=args.dp_epochs,
                 batch_size=64,
                 lr=1e-2,
-                seed=args.seed,
+                privacy_unit=unit,
+                seed=dp_seed,
             )
         dp_seconds[name] = time.perf_counter() - started
-        print(f"{name}: trained in {dp_seconds[name]:.0f} s, ε spent {dp.record.epsilon_spent:.2f}")
+        print(
+            f"{name}: {dp.model.metadata['training']['n_lines']} lines trained "
+            f"({dp.record.duplicates_removed} duplicates removed), {dp_seconds[name]:.0f} s, "
+            f"ε spent {dp.record.epsilon_spent:.2f}, σ {dp.record.noise_multiplier:.2f}",
+            flush=True,
+        )
         results[name] = attack.run(dp.model, space, canaries)
         utility[name] = _bits_per_char(dp.model, held_out)
         records[name] = dp.record.to_dict()
@@ -167,25 +198,41 @@ def main() -> int:
     print("\nmean exposure (bits) by repetitions; never-seen baseline 1.44, max 19.93")
     for name, r in results.items():
         row = "  ".join(f"{k:>2}x {v:5.2f}" for k, v in r.exposure_by_repetitions().items())
-        print(f"  {name:<8} {row}   held-out {utility[name]:.2f} bits/char")
+        print(f"  {name:<22} {row}   held-out {utility[name]:.2f} bits/char")
     print(
         f"\nenumeration of {space.size:,} secrets: trie {trie_s:.1f} s, one forward each "
         f"{brute_s:.0f} s (from 10,000): {brute_s / trie_s:.0f}x"
     )
 
     plain_curve = results["no DP"].exposure_by_repetitions()
-    strictest = f"DP ε={min(epsilons):g}"
-    dp_curve = results[strictest].exposure_by_repetitions()
     floors = {
         "no DP: exposure rises 1x < 4x < 16x": plain_curve[1] < plain_curve[4] < plain_curve[16],
         "no DP: the 64x canary is regurgitated": any(
             c.repetitions == 64 for c in results["no DP"].regurgitated()
         ),
-        f"{strictest}: every count within 3 bits of the baseline": all(
-            abs(v - RANDOM_BASELINE_BITS) <= 3.0 for v in dp_curve.values()
-        ),
-        f"{strictest}: nothing regurgitated": not results[strictest].regurgitated(),
     }
+    for (unit, epsilon), name in rows.items():
+        floors[f"{name}: nothing regurgitated"] = not results[name].regurgitated()
+        curve = results[name].exposure_by_repetitions()
+        near = {k: abs(v - RANDOM_BASELINE_BITS) <= 3.0 for k, v in curve.items()}
+        if unit == "distinct-line" and epsilon <= 8:
+            floors[f"{name}: every count within 3 bits of the baseline"] = all(near.values())
+            # deduplicated, every planted canary is one training line: pool them, and say how
+            # likely the largest exposure is for as many secrets the model never saw
+            # (P(exposure >= t) = 2**-t for a uniform rank)
+            once = [c.best_exposure for c in results[name].canaries if c.repetitions > 0]
+            chance = 1.0 - (1.0 - 2.0 ** -max(once)) ** len(once)
+            print(
+                f"  info {name}: the {len(once)} planted canaries, each trained once: mean "
+                f"exposure {np.mean(once):.2f}, largest {max(once):.2f} (largest of "
+                f"{len(once)} never-seen secrets reaches it with probability {chance:.3f})"
+            )
+        else:  # reported, not gated: a line unit protects a k-times secret at group level k
+            far = [f"{k}x" for k, ok in near.items() if not ok]
+            print(
+                f"  info {name}: counts more than 3 bits from the baseline: "
+                f"{', '.join(far) if far else 'none'}"
+            )
     for name, ok in floors.items():
         print(f"  {'ok  ' if ok else 'MISS'} {name}")
 
@@ -195,6 +242,9 @@ def main() -> int:
         "epochs": args.epochs,
         "dp_epochs": args.dp_epochs,
         "epsilons": epsilons,
+        "privacy_units": units,
+        "seed": args.seed,
+        "dp_seed": dp_seed,
         "delta": DELTA,
         "privacy_records": records,
         "figures": figures,

@@ -8,8 +8,18 @@ from pathlib import Path
 import pytest
 
 from mlwarden.assess import AssessConfig
-from mlwarden.assess.memorization import check_memorization, run_memorization
-from mlwarden.attacks.privacy.memorization import CanarySpace, canaries_to_dict, plant_canaries
+from mlwarden.assess.memorization import (
+    check_memorization,
+    memorization_finding,
+    run_memorization,
+)
+from mlwarden.attacks.privacy.memorization import (
+    CanaryExposure,
+    CanarySpace,
+    MemorizationResult,
+    canaries_to_dict,
+    plant_canaries,
+)
 from mlwarden.errors import ConfigError
 from mlwarden.models.text_lm import CharVocabulary, fit_language_model
 from mlwarden.report.findings import Severity
@@ -52,3 +62,34 @@ def test_a_regurgitated_canary_is_a_high_finding_mapped_to_llm02(tmp_path: Path)
     assert finding.metrics["memorization_resistance"] == pytest.approx(0.0)
     assert "LLM02:2025" in finding.taxonomy.owasp and "AML.T0057" in finding.taxonomy.atlas
     assert outcome.section["space"]["size"] == 1000
+
+
+def _result(exposure: float) -> MemorizationResult:
+    space = CanarySpace(length=3)
+    canary = CanaryExposure(
+        secret="123", repetitions=64, log_perplexity=5.0, rank=1, exposure=exposure,
+        exposure_extrapolated=None, greedy="4 5 6", beam="4 5 6",
+        greedy_regurgitated=False, beam_regurgitated=False,
+    )  # fmt: skip
+    return MemorizationResult(space, (canary,), method="exact", n_samples=0, beam_width=2)
+
+
+def test_the_finding_states_the_dp_privacy_unit() -> None:
+    result = _result(1.0)
+    distinct = memorization_finding(
+        result,
+        private=True,
+        privacy={"epsilon": 8.0, "privacy_unit": "distinct-line", "duplicates_removed": 63},
+    )
+    assert "DP-SGD at ε=8 per distinct line (63 exact duplicate line(s) merged" in distinct.summary
+    assert distinct.details["privacy_unit"] == "distinct-line"
+    assert not distinct.recommendation.startswith("This model's DP guarantee is per line")
+    assert "--privacy-unit distinct-line" in distinct.recommendation
+    # a record from before the unit was recorded came from the per-line trainer
+    per_line = memorization_finding(result, private=True, privacy={"epsilon": 8.0})
+    assert "per line: a line repeated k times is protected only at group level k" in (
+        per_line.summary
+    )
+    assert per_line.recommendation.startswith("This model's DP guarantee is per line")
+    plain = memorization_finding(result, private=False)
+    assert "DP-SGD" not in plain.summary and "privacy_unit" not in plain.details

@@ -68,3 +68,44 @@ def test_a_bad_canary_file_is_one_line_and_exit_2(
         tmp_path,
     )
     assert result.code == 2 and "not a language model" in result.err
+
+
+def test_dp_training_states_its_privacy_unit_and_the_duplicates_merged(
+    run_cli: Callable[..., Any], tmp_path: Path
+) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"the cat sat on mat {i}" for i in range(80)))
+    common = (
+        "attack", "memorization", "--model", tmp_path / "lm.pt", "--canaries",
+        tmp_path / "c.json", "--corpus", corpus, "--digits", "2", "--repetitions", "0,16",
+        "--epochs", "1", "--hidden-size", "8", "--beam-width", "1", "--epsilon", "8",
+        "--delta", "1e-3",
+    )  # fmt: skip
+    result = run_cli(*common, "--privacy-unit", "distinct-line", "--out", tmp_path / "a")
+    assert result.code == 0, result.err
+    said = " ".join(result.out.split())  # the console wraps long lines at its width
+    assert "privacy unit: distinct-line" in said
+    assert "15 exact duplicate line(s) were merged" in said
+    record = json.loads((tmp_path / "a" / "memorization.json").read_text())["privacy"]
+    assert record["privacy_unit"] == "distinct-line"
+    assert record["duplicates_removed"] == 15  # the 16x canary trained once
+    assert record["n_samples"] == 81
+
+
+def test_a_bad_privacy_unit_is_one_line_and_exit_2(
+    run_cli: Callable[..., Any], tmp_path: Path
+) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat\n")
+    common = (
+        "attack", "memorization", "--model", tmp_path / "lm.pt", "--canaries",
+        tmp_path / "c.json", "--corpus", corpus, "--out", tmp_path,
+    )  # fmt: skip
+    result = run_cli(*common, "--epsilon", "8", "--privacy-unit", "word")
+    assert result.code == 2
+    said = " ".join(result.err.split())  # the console wraps long lines at its width
+    assert "--privacy-unit must be one of distinct-line, line, got 'word'" in said
+    result = run_cli(*common, "--privacy-unit", "line")  # no --epsilon: no DP to apply it to
+    assert result.code == 2
+    assert "--privacy-unit applies to DP-SGD training" in " ".join(result.err.split())
+    assert not (tmp_path / "lm.pt").exists()  # refused before training

@@ -1,17 +1,22 @@
-"""The character language model: DPGRU and nn.GRU agree, saving round-trips, bad files refused."""
+"""The character language model: DPGRU and nn.GRU agree, saving round-trips, bad files refused,
+deduplication keeps one copy of each line."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mlwarden.errors import DataError, ModelError
 from mlwarden.models.text_lm import (
     CharGRU,
     CharLanguageModel,
     CharVocabulary,
+    deduplicate_lines,
     encode_batch,
     fit_language_model,
     split_lines,
@@ -65,3 +70,30 @@ def test_encoding_frames_and_pads_lines() -> None:
     assert split_lines(["abcde\n\nxy"], 2) == ["ab", "cd", "e", "xy"]
     with pytest.raises(DataError, match="vocabulary"):
         vocab.require("abc", "the prefix")
+
+
+def test_deduplication_keeps_one_copy_of_each_line_in_first_seen_order_with_its_count() -> None:
+    lines = ["b", "a", "b", "c", "b", "a", "a b", "c"]
+    deduplicated = deduplicate_lines(lines)
+    assert deduplicated.lines == ("b", "a", "c", "a b")
+    assert deduplicated.counts == (3, 2, 2, 1)
+    assert deduplicated.n_input == len(lines)
+    assert deduplicated.duplicates_removed == 4
+    assert deduplicated.max_count == 3
+    assert lines == ["b", "a", "b", "c", "b", "a", "a b", "c"]  # the input is not changed
+
+
+def test_deduplication_merges_only_identical_lines() -> None:
+    # a secret inside lines that differ elsewhere, or with other case or spacing, stays in each
+    lines = ["pin 1 2 3", "my pin 1 2 3", "PIN 1 2 3", "pin 1 2 3 ", "pin 1 2 3"]
+    deduplicated = deduplicate_lines(lines)
+    assert deduplicated.lines == ("pin 1 2 3", "my pin 1 2 3", "PIN 1 2 3", "pin 1 2 3 ")
+    assert deduplicated.counts == (2, 1, 1, 1)
+
+
+@given(st.lists(st.sampled_from(["x", "y", "z", "x y", ""]), max_size=40))
+def test_deduplication_is_the_multiset_of_its_input(lines: list[str]) -> None:
+    deduplicated = deduplicate_lines(lines)
+    assert len(set(deduplicated.lines)) == len(deduplicated.lines)
+    assert dict(zip(deduplicated.lines, deduplicated.counts, strict=True)) == Counter(lines)
+    assert deduplicated.duplicates_removed == len(lines) - len(set(lines))

@@ -7,6 +7,11 @@ Two ways to run it:
 * add ``--corpus builtin:NAME`` (or a ``.txt`` file, one example a line): plant fresh canaries
   in the corpus, train the model (with DP-SGD when ``--epsilon`` is given), write both files,
   then measure.
+
+With DP-SGD, ``--privacy-unit`` says what ε protects: ``distinct-line`` (the default: exact
+duplicate lines are merged before training, so a repeated secret is covered by ε) or ``line``
+(each copy is one example: a secret on ``k`` lines gets group privacy ``k·ε``). The output and
+the privacy record saved with the model state the unit and the duplicates removed.
 """
 
 from __future__ import annotations
@@ -89,6 +94,12 @@ def memorization(
     epsilon: float | None = typer.Option(
         None, "--epsilon", help="With --corpus: train with DP-SGD at this ε (omit: no privacy)."
     ),
+    privacy_unit: str | None = typer.Option(
+        None,
+        "--privacy-unit",
+        help="With --epsilon: what ε protects: distinct-line (default: exact duplicate lines "
+        "merged before DP-SGD) or line (each copy; a line repeated k times gets k·ε).",
+    ),
     delta: float = typer.Option(1e-5, "--delta", help="DP δ."),
     epochs: int = typer.Option(10, "--epochs", help="With --corpus: training epochs."),
     hidden_size: int = typer.Option(256, "--hidden-size", help="With --corpus: GRU width."),
@@ -118,6 +129,14 @@ def memorization(
 
     if method not in METHODS:
         raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if privacy_unit is not None:
+        from mlwarden.defenses.training.dp_lm import check_privacy_unit
+
+        check_privacy_unit(privacy_unit, name="--privacy-unit")
+        if epsilon is None or corpus is None:
+            raise ConfigError(
+                "--privacy-unit applies to DP-SGD training: give it with --corpus and --epsilon"
+            )
     if corpus is not None:
         space = CanarySpace(length=digits)
         lines = _corpus_lines(corpus, 100, max_lines, seed)
@@ -134,19 +153,40 @@ def memorization(
                 planted, vocab=vocab, hidden_size=hidden_size, epochs=epochs, seed=seed
             )
         else:
-            from mlwarden.defenses.training.dp_lm import train_language_model_dp
+            from mlwarden.defenses.training.dp_lm import (
+                DEFAULT_PRIVACY_UNIT,
+                train_language_model_dp,
+            )
 
+            unit = privacy_unit or DEFAULT_PRIVACY_UNIT
             with warnings.catch_warnings():
+                # the secure-mode and line-unit warnings are printed below as notes
                 warnings.simplefilter("ignore", SecurityWarning)
-                lm = train_language_model_dp(
+                trained = train_language_model_dp(
                     planted,
                     epsilon=epsilon,
                     delta=delta,
                     vocab=vocab,
                     hidden_size=hidden_size,
                     epochs=epochs,
+                    privacy_unit=unit,  # type: ignore[arg-type]
                     seed=seed,
-                ).model
+                )
+            lm = trained.model
+            console.print(
+                f"privacy unit: {unit}"
+                + (
+                    " (the default; --privacy-unit line counts each copy)"
+                    if privacy_unit is None
+                    else ""
+                ),
+                highlight=False,
+            )
+            for i, note in enumerate(trained.record.notes):
+                # the first note states the unit (a warning for the weaker line unit), the
+                # rest say what deduplication leaves uncovered
+                label = "warning" if i == 0 and unit == "line" else "note" if i else ""
+                console.print((f"[yellow]{label}:[/] " if label else "") + note, highlight=False)
             console.print(
                 "[yellow]note:[/] DP-SGD ran seeded, with Opacus's secure_mode off: right for "
                 "a measurement, not for a released model",

@@ -13,11 +13,14 @@ corpus of a few hundred thousand characters.
 * :class:`CharLanguageModel`: a trained network with its vocabulary: next-token log
   probabilities, sequence log probabilities, saving and loading (``torch.load`` with
   ``weights_only=True``: no pickle code runs);
-* :func:`fit_language_model`: Adam on per-line examples, seeded.
+* :func:`fit_language_model`: Adam on per-line examples, seeded;
+* :func:`deduplicate_lines`: exact duplicate lines merged, each distinct line's count kept (the
+  step that makes DP-SGD's unit of privacy a distinct line rather than one copy of it).
 
 Each line of text is one example, framed as ``<bos> characters <eos>``; a line longer than
 ``max_chars`` is cut into pieces. The loss is each example's mean token cross-entropy, averaged
-over the batch (so DP-SGD's unit of privacy is one line).
+over the batch (so DP-SGD's unit of privacy is one example: one line, or one distinct line
+once the text is deduplicated).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ __all__ = [
     "CharGRU",
     "CharLanguageModel",
     "CharVocabulary",
+    "DeduplicatedLines",
+    "deduplicate_lines",
     "encode_batch",
     "fit_language_model",
     "sequence_loss",
@@ -214,6 +219,53 @@ def split_lines(texts: Iterable[str], max_chars: int) -> list[str]:
             for start in range(0, len(line), max_chars):
                 lines.append(line[start : start + max_chars])
     return lines
+
+
+@dataclass(frozen=True)
+class DeduplicatedLines:
+    """Each distinct line once, in order of first appearance, with how often it occurred.
+
+    Attributes
+    ----------
+    lines
+        The distinct lines.
+    counts
+        ``counts[i]``: how many times ``lines[i]`` occurred in the input (at least 1).
+    """
+
+    lines: tuple[str, ...]
+    counts: tuple[int, ...]
+
+    @property
+    def n_input(self) -> int:
+        """Number of lines before deduplication."""
+        return sum(self.counts)
+
+    @property
+    def duplicates_removed(self) -> int:
+        """Lines dropped because an identical line came earlier."""
+        return self.n_input - len(self.lines)
+
+    @property
+    def max_count(self) -> int:
+        """Occurrences of the most repeated line (0 for no lines)."""
+        return max(self.counts, default=0)
+
+
+def deduplicate_lines(lines: Iterable[str]) -> DeduplicatedLines:
+    """Merge exact duplicate lines: keep the first copy of each, count the copies.
+
+    Why: a text repeated ``k`` times is memorised far more than one seen once (Carlini et al.
+    2019; Kandpal, Wallace and Raffel 2022, "Deduplicating Training Data Mitigates Privacy
+    Risks in Language Models"), and DP-SGD's guarantee is per training example, so ``k``
+    copies of a secret are protected only at group level ``k``. Training on the distinct
+    lines makes all copies of a line one example. Only byte-identical lines are merged: a
+    secret repeated inside lines that differ elsewhere is kept in each of them.
+    """
+    counts: dict[str, int] = {}
+    for line in lines:
+        counts[line] = counts.get(line, 0) + 1
+    return DeduplicatedLines(lines=tuple(counts), counts=tuple(counts.values()))
 
 
 def encode_batch(vocab: CharVocabulary, lines: Sequence[str]) -> torch.Tensor:

@@ -52,6 +52,15 @@ class PrivacyRecord:
         ``"1: BatchNorm2d -> GroupNorm"``).
     record_version
         :data:`RECORD_VERSION` when written; older records say 1 (their digest ignores shape).
+    privacy_unit
+        What one unit of the guarantee is: ``"sample"`` (one training example),
+        ``"line"`` (one line of a text corpus: a line repeated ``k`` times is protected only
+        at group level ``k``) or ``"distinct-line"`` (exact duplicate lines were merged before
+        training: (ε, δ) covers every copy of a line together).
+    duplicates_removed
+        Training examples dropped as exact duplicates before training (``"distinct-line"``).
+    notes
+        What the guarantee does not cover, in words (e.g. near-duplicates).
     secure_mode
         Whether Opacus drew the noise and the batches from a cryptographically secure generator
         (``False``: PyTorch's seedable generator, fine for experiments, not for a release).
@@ -74,6 +83,9 @@ class PrivacyRecord:
     grad_sample_mode: str = "hooks"
     converted_layers: tuple[str, ...] = ()
     secure_mode: bool = False
+    privacy_unit: str = "sample"
+    duplicates_removed: int = 0
+    notes: tuple[str, ...] = ()
     record_version: int = RECORD_VERSION
 
     @property
@@ -85,6 +97,7 @@ class PrivacyRecord:
         """A JSON-serialisable view (``epsilon_spent`` included)."""
         out = asdict(self)
         out["epsilon_per_epoch"] = list(self.epsilon_per_epoch)
+        out["notes"] = list(self.notes)
         out["epsilon_spent"] = self.epsilon_spent
         return out
 
@@ -95,5 +108,6 @@ class PrivacyRecord:
         values = {k: v for k, v in data.items() if k in names}
         values["epsilon_per_epoch"] = tuple(values.get("epsilon_per_epoch", ()))
         values["converted_layers"] = tuple(values.get("converted_layers", ()))
+        values["notes"] = tuple(values.get("notes", ()))
         values.setdefault("record_version", 1)
         return cls(**values)
