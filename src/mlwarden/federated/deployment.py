@@ -123,13 +123,12 @@ class _Child:
         text = re.sub(r"\x1b\[[0-9;]*m", "", text).strip()  # Flower colours its log lines
         return text[-_LOG_TAIL_CHARS:] or "(empty log)"
 
-    def check_alive(self) -> None:
-        """Raise :class:`FederationError` if the process has exited."""
+    def check_alive(self, stage: str) -> None:
+        """Raise :class:`FederationError` if the process has exited (during ``stage``)."""
         code = self.process.poll()
         if code is not None:
             raise FederationError(
-                f"{self.name} exited with code {code} before the run finished; its log ends:\n"
-                f"{self.tail()}"
+                f"{self.name} exited with code {code} {stage}; its log ends:\n{self.tail()}"
             )
 
     def stop(self, grace_s: float = 10.0) -> None:
@@ -211,7 +210,7 @@ def _wait_healthy(child: _Child, port: int, timeout_s: float) -> None:
     url = f"http://{LOOPBACK}:{port}/health"
     deadline = time.monotonic() + timeout_s
     while True:
-        child.check_alive()
+        child.check_alive("while starting")
         try:
             with opener.open(url, timeout=1.0) as response:
                 if response.status == 200:
@@ -473,7 +472,7 @@ def _follow_run(
 
     while submit.process.poll() is None:
         for server in servers:
-            server.check_alive()
+            server.check_alive("during the run")
         report()
         if time.monotonic() >= deadline:
             raise FederationError(
