@@ -67,12 +67,17 @@ def _listening(psutil: Any) -> list[tuple[str, int, str]]:
     return found
 
 
-def _running_children(psutil: Any) -> list[Any]:
-    return [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    ]
+def _still_running(psutil: Any, processes: list[Any] | None = None) -> list[Any]:
+    """Which of ``processes`` (default: this test's descendants) still run. Given the
+    processes seen during the run, this also catches one that was orphaned (re-parented)."""
+    found = []
+    for process in psutil.Process().children(recursive=True) if processes is None else processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 @pytest.fixture
@@ -110,6 +115,10 @@ def test_run_config_refuses_unknown_keys_and_wrong_types() -> None:
         FederatedJob.from_run_config({"secagg": "false"})  # a string is not a switch
     with pytest.raises(ConfigError, match="clients"):
         FederatedJob.from_run_config({"clients": 0})
+    with pytest.raises(ConfigError, match="it cannot wrap krum"):
+        FederatedJob.from_run_config({"aggregator": "krum", "dp": "client:1.0"})
+    with pytest.raises(ConfigError, match="--partition 'shards' is unknown"):
+        FederatedJob.from_run_config({"partition": "shards"})
 
 
 # -- runs ------------------------------------------------------------------------------------
@@ -125,15 +134,18 @@ def test_fedavg_on_superlink_and_supernodes_gives_the_in_process_global_model() 
     link, nodes = free_port(), [free_port() for _ in range(job.clients)]
     sockets: list[tuple[str, int, str]] = []
     rounds: list[RoundRecord] = []
+    processes: list[Any] = []
 
     def on_round(record: RoundRecord) -> None:
         rounds.append(record)
         sockets.extend(_listening(psutil))
+        processes.extend(psutil.Process().children(recursive=True))
 
     result = run_deployment(
         job, engine=DeploymentEngine(superlink_port=link, supernode_ports=nodes), on_round=on_round
     )
-    assert not _running_children(psutil), "a Flower process outlived the run"
+    assert len({p.pid for p in processes}) > job.clients + 1  # Flower's helpers were seen too
+    assert not _still_running(psutil, processes), "a Flower process outlived the run"
     record = result.record
     assert record["engine"].startswith(f"deployment (SuperLink + {job.clients} SuperNodes, Flower")
     assert [r.round for r in rounds] == [0, 1, 2] and len(record["curve"]) == 3
@@ -160,7 +172,7 @@ def test_secagg_on_superlink_and_supernodes_is_fedavg_within_the_quantisation_st
     psutil = pytest.importorskip("psutil")
     job = FederatedJob(**SMALL, secagg=True)
     result = run_deployment(job)
-    assert not _running_children(psutil), "a Flower process outlived the run"
+    assert not _still_running(psutil), "a Flower process outlived the run"
     assert result.record["secure_aggregation"]["enabled"] is True
     assert result.record["engine"].startswith("deployment (SuperLink + 3 SuperNodes")
 
@@ -207,7 +219,7 @@ def test_a_superlink_that_cannot_bind_its_port_is_named_with_its_log(taken_port:
     ) as e:
         run_deployment(job, engine=DeploymentEngine(superlink_port=taken_port, start_timeout_s=30))
     assert "address already in use" in str(e.value)
-    assert not _running_children(psutil)
+    assert not _still_running(psutil)
 
 
 def test_a_supernode_that_cannot_bind_its_port_is_named_with_its_log(taken_port: int) -> None:
@@ -216,7 +228,7 @@ def test_a_supernode_that_cannot_bind_its_port_is_named_with_its_log(taken_port:
     ports = [free_port(), taken_port, free_port()]
     with pytest.raises(FederationError, match=r"SuperNode 1 exited with code \d+ while starting"):
         run_deployment(job, engine=DeploymentEngine(supernode_ports=ports, start_timeout_s=30))
-    assert not _running_children(psutil)
+    assert not _still_running(psutil)
 
 
 def test_bad_counts_are_refused_before_any_process_starts() -> None:

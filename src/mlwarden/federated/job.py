@@ -14,12 +14,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlwarden.errors import ConfigError
 from mlwarden.federated.client import LocalTraining
+from mlwarden.federated.partition import parse_partition
 from mlwarden.federated.runner import Privacy, SampleLevelTarget, parse_privacy
-from mlwarden.federated.server import ClientLevelDP, SecureAggregation
+from mlwarden.federated.server import AGGREGATORS, ClientLevelDP, SecureAggregation
 
 if TYPE_CHECKING:
     from torch import nn
@@ -98,6 +99,22 @@ class FederatedJob(BaseModel):
     result_dir: str = ""
     wait_for_nodes_s: float = Field(120.0, gt=0)
 
+    @model_validator(mode="after")
+    def _check_settings(self) -> FederatedJob:
+        """Refuse what the engines would refuse, before any process starts."""
+        parse_partition(self.partition)
+        privacy = self.privacy()
+        if self.aggregator not in AGGREGATORS:
+            raise ConfigError(
+                f"unknown aggregator {self.aggregator!r}; choose one of: {', '.join(AGGREGATORS)}"
+            )
+        if isinstance(privacy, ClientLevelDP) and self.aggregator != "fedavg":
+            raise ConfigError(
+                "client-level DP calibrates its noise to an average; it cannot wrap "
+                f"{self.aggregator}"
+            )
+        return self
+
     @classmethod
     def from_run_config(cls, run_config: dict[str, Any]) -> FederatedJob:
         """Parse Flower's ``context.run_config`` (or a dict of field names, as the CLI has them).
@@ -111,7 +128,9 @@ class FederatedJob(BaseModel):
             return cls.model_validate(dict(run_config))
         except ValidationError as err:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: "
+                f"{e['msg'].removeprefix('Value error, ')}"
+                for e in err.errors()
             )
             raise ConfigError(f"bad mlwarden run config: {problems}") from None
 

@@ -716,8 +716,18 @@ def training_record(
 
 
 def calibrate_sample_dp(
-    target: SampleLevelTarget, parts: list[Dataset], local: LocalTraining, rounds: int
+    target: SampleLevelTarget, parts: Sequence[Dataset], local: LocalTraining, rounds: int
 ) -> tuple[dict[int, SampleLevelDP], dict[str, Any]]:
+    """Each client's DP-SGD noise σ for ``target`` over all its steps, and the privacy record.
+
+    Depends only on the partitions' sizes and the training schedule, so every engine (and
+    every SuperNode) computes the same σ.
+
+    Raises
+    ------
+    ConfigError
+        δ too large for a client's partition.
+    """
     from mlwarden.defenses.training.dp_accounting import (
         accountant_epsilons,
         check_budget,
@@ -780,6 +790,8 @@ def calibrate_sample_dp(
 def client_dp_record(
     dp: ClientLevelDP, clients: int, per_round: int, rounds: int, clip_on_clients: bool
 ) -> dict[str, Any]:
+    """The privacy record of client-level DP: ε spent after ``rounds`` releases (Flower's
+    ``RdpAccountant``, no sampling amplification)."""
     from flwr.serverapp import (
         GaussianPrivacyEvent,
         NeighboringRelation,
