@@ -14,6 +14,7 @@ exit code 2; anything else is a bug.
     │   ├── UnsafeModelError   the file format could execute code when loaded (pickle, joblib)
     │   └── SignatureError     a signature is missing, damaged, or does not match the files
     ├── AttackError            an attack was given parameters or inputs it cannot work with
+    ├── FederationError        a federated engine's process (SuperLink, SuperNode) or run failed
     └── ReportError            a report cannot be written
 """
 
@@ -23,6 +24,7 @@ __all__ = [
     "AttackError",
     "ConfigError",
     "DataError",
+    "FederationError",
     "MlwardenError",
     "ModelError",
     "ReportError",
@@ -54,6 +56,10 @@ class UnsafeModelError(ModelError):
 
 class SignatureError(ModelError):
     """A model's signature is missing, damaged, made with another key, or does not match its files."""
+
+
+class FederationError(MlwardenError):
+    """A federated engine's process failed to start or exited early, or its run failed."""
 
 
 class AttackError(MlwardenError, ValueError):

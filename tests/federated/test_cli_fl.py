@@ -105,6 +105,46 @@ def test_fl_train_with_client_level_dp_reports_flowers_epsilon(
     assert "ε spent" in text
 
 
+@pytest.mark.slow
+def test_fl_train_on_the_deployment_engine_carries_client_dp_and_matches_in_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same options on both engines give the same model: client-level DP's clipping and
+    noise reach the deployment engine's ServerApp (its noise seeded as in process). Tolerance:
+    the order of the float32 sums (see tests/federated/test_deployment_engine.py)."""
+    options = (*SMALL[:2], "--rounds", "1", *SMALL[4:], "--dp", "client:0.5")
+    outputs = {}
+    for engine in ("in-process", "deployment"):
+        out = tmp_path / f"{engine}.pt2"
+        code, text, err = _run(
+            capsys,
+            "fl",
+            "train",
+            "--data",
+            "builtin:digits",
+            *options,
+            "--engine",
+            engine,
+            "--out",
+            out,
+        )
+        assert code == 0, err
+        assert "round 1/1" in text
+        outputs[engine] = out
+    records = {
+        e: json.loads(Path(f"{o}.mlwarden.json").read_text())["training"]
+        for e, o in outputs.items()
+    }
+    assert records["deployment"]["engine"].startswith("deployment (SuperLink + 3 SuperNodes")
+    assert records["deployment"]["privacy"] == records["in-process"]["privacy"]
+    assert (tmp_path / "deployment.training.html").exists()
+    test = load_builtin("digits").test
+    probabilities = {e: load_model(str(o)).predict_proba(test.x) for e, o in outputs.items()}
+    np.testing.assert_allclose(
+        probabilities["deployment"], probabilities["in-process"], rtol=0, atol=1e-5
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -112,6 +152,8 @@ def test_fl_train_with_client_level_dp_reports_flowers_epsilon(
         (("--dp", "laplace:1"), "--dp 'laplace:1' is unknown"),
         (("--dp", "sample:-1"), "sample-level ε must be a positive number"),
         (("--model", "zoo:nope"), "unknown model"),
+        (("--engine", "ray"), "--engine 'ray' is unknown"),
+        (("--engine", "deployment", "--clients-per-round", "0"), "--clients-per-round must lie"),
     ],
 )
 def test_fl_train_refuses_bad_options_in_one_line(

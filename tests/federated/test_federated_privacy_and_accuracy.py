@@ -130,10 +130,10 @@ def test_client_level_dp_noise_has_the_documented_standard_deviation(
 def test_client_level_epsilon_agrees_with_opacus_rdp_accountant(digits: DatasetSplits) -> None:
     from opacus.accountants import RDPAccountant
 
-    from mlwarden.federated.runner import _client_dp_record
+    from mlwarden.federated.runner import client_dp_record
 
     dp = ClientLevelDP(noise_multiplier=1.5, delta=1e-3)
-    record = _client_dp_record(dp, clients=5, per_round=5, rounds=10, clip_on_clients=False)
+    record = client_dp_record(dp, clients=5, per_round=5, rounds=10, clip_on_clients=False)
     opacus = RDPAccountant()
     opacus.history = [(1.5, 1.0, 10)]  # every client in every round: sampling rate 1
     expected = opacus.get_epsilon(delta=1e-3)

@@ -1,4 +1,5 @@
-"""``mlwarden fl``: federated learning on Flower (FedAvg, SecAgg+, DP), in this process."""
+"""``mlwarden fl``: federated learning on Flower (FedAvg, SecAgg+, DP), in this process or on
+Flower's deployment engine (a SuperLink and SuperNodes on 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from mlwarden.cli._console import console
 from mlwarden.cli.governance import REGISTRY_OPTION, Recorder
 from mlwarden.cli.options import LABEL_COLUMN
 
-__all__ = ["app", "gradient_leakage", "train"]
+__all__ = ["ENGINES", "app", "gradient_leakage", "train"]
+
+ENGINES = ("in-process", "deployment")
+"""``--engine`` values: Flower's apps in this process, or Flower's deployment engine."""
 
 app = typer.Typer(
     help="Federated learning on Flower: FedAvg over partitioned data, SecAgg+, differential privacy.",
@@ -74,6 +78,12 @@ def train(
     lr: float = typer.Option(0.05, "--lr", help="Local SGD learning rate (momentum 0.9)."),
     seed: int = typer.Option(0, "--seed", help="Seed of partitions, shuffles and noise."),
     val_data: str | None = typer.Option(None, "--val-data", help="Held-out data for the curve."),
+    engine: str = typer.Option(
+        "in-process",
+        "--engine",
+        help="in-process (Flower's apps in this process) or deployment (a Flower SuperLink and "
+        "one SuperNode per client, each a process on 127.0.0.1, the app submitted with flwr run).",
+    ),
     label_column: str = LABEL_COLUMN,
     registry: str | None = REGISTRY_OPTION,
 ) -> None:
@@ -82,7 +92,7 @@ def train(
 
     from mlwarden.defenses.training.dp_harden import dp_architecture
     from mlwarden.defenses.training.harden import load_training_data
-    from mlwarden.errors import SecurityWarning
+    from mlwarden.errors import ConfigError, SecurityWarning
     from mlwarden.federated import (
         ClientLevelDP,
         LocalTraining,
@@ -96,6 +106,8 @@ def train(
     from mlwarden.federated.output import check_out_path, write_federated_model
 
     _require_flwr()
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine!r} is unknown; choose one of: {', '.join(ENGINES)}")
     check_out_path(out)
     recorder = Recorder(registry)  # a bad registry URI fails before any training
     parse_partition(partition)
@@ -127,24 +139,61 @@ def train(
             "not cryptographically secure; fine for experiments, not for a release",
             highlight=False,
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SecurityWarning)  # printed above as a console line
-        result = run_federated(
-            make_module,
-            train_set,
-            val,
-            clients=clients,
-            rounds=rounds,
-            clients_per_round=clients_per_round,
-            partition=partition,
-            local=local,
-            aggregator=aggregator,
-            secure_aggregation=SecureAggregation() if secagg else None,
-            privacy=privacy,
-            seed=seed,
-            on_round=on_round,
-            architecture=name,
+    if engine == "deployment":
+        from mlwarden.federated.deployment import run_deployment
+        from mlwarden.federated.job import FederatedJob
+        from mlwarden.federated.runner import check_counts
+
+        # the in-process engine's refusals, word for word, before any process starts
+        check_counts(clients, rounds, clients_per_round, SecureAggregation() if secagg else None)
+        job = FederatedJob.from_run_config(
+            {
+                "model": model,
+                "data": data,
+                "val_data": val_data or "",
+                "label_column": label_column,
+                "clients": clients,
+                "rounds": rounds,
+                "clients_per_round": clients_per_round or 0,
+                "partition": partition,
+                "local_epochs": local_epochs,
+                "batch_size": batch_size,
+                "lr": lr,
+                "aggregator": aggregator,
+                "secagg": secagg,
+                "dp": dp,
+                "delta": delta or 0.0,
+                "clipping_norm": clipping_norm,
+                "seed": seed,
+            }
         )
+        console.print(
+            f"deployment engine: a SuperLink and {clients} SuperNodes on 127.0.0.1 "
+            "(Flower processes; the first round waits for all of them)",
+            highlight=False,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SecurityWarning)  # printed above as a console line
+            result = run_deployment(job, on_round=on_round)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SecurityWarning)  # printed above as a console line
+            result = run_federated(
+                make_module,
+                train_set,
+                val,
+                clients=clients,
+                rounds=rounds,
+                clients_per_round=clients_per_round,
+                partition=partition,
+                local=local,
+                aggregator=aggregator,
+                secure_aggregation=SecureAggregation() if secagg else None,
+                privacy=privacy,
+                seed=seed,
+                on_round=on_round,
+                architecture=name,
+            )
     suffix = "+secagg" if secagg else ""
     suffix += "" if privacy is None else f"+dp-{dp.replace(':', '')}"
     written = write_federated_model(result, out, like=train_set, name=f"{name}+fl{suffix}")

@@ -1,7 +1,9 @@
 """Federated learning on Flower: partitions, client and server apps, SecAgg+, DP, runners.
 
 Install with ``pip install mlwarden[fl]``. :func:`run_federated` trains in this process over
-Flower's own ``ServerApp``/``ClientApp`` (no Ray); ``mlwarden fl train`` is its command line.
+Flower's own ``ServerApp``/``ClientApp`` (no Ray); :func:`run_deployment` trains a
+:class:`FederatedJob` on Flower's deployment engine (a SuperLink and SuperNodes, processes on
+127.0.0.1) with the same apps; ``mlwarden fl train [--engine deployment]`` is their command line.
 """
 
 from mlwarden.federated.client import (
@@ -14,7 +16,9 @@ from mlwarden.federated.client import (
     set_weights,
     train_local,
 )
+from mlwarden.federated.deployment import DeploymentEngine, run_deployment
 from mlwarden.federated.grid import Dropout, LocalGrid
+from mlwarden.federated.job import FederatedJob
 from mlwarden.federated.partition import (
     PARTITION_KINDS,
     Partition,
@@ -42,8 +46,10 @@ __all__ = [
     "PARTITION_KINDS",
     "Backdoor",
     "ClientLevelDP",
+    "DeploymentEngine",
     "Dropout",
     "FederatedClient",
+    "FederatedJob",
     "FederatedResult",
     "LocalGrid",
     "LocalTraining",
@@ -60,6 +66,7 @@ __all__ = [
     "parse_partition",
     "parse_privacy",
     "partition_dataset",
+    "run_deployment",
     "run_federated",
     "set_weights",
     "train_local",

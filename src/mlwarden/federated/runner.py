@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -56,13 +56,28 @@ from mlwarden.federated.server import (
     make_server_app,
 )
 
+if TYPE_CHECKING:
+    from flwr.serverapp import ServerApp
+
 __all__ = [
     "Backdoor",
+    "CurveRecorder",
     "FederatedResult",
     "RoundRecord",
     "SampleLevelTarget",
+    "calibrate_sample_dp",
+    "check_counts",
+    "client_dp_record",
+    "client_mods",
+    "federated_server_app",
+    "honest_clients",
+    "initial_global_weights",
+    "largest_client_weight",
     "parse_privacy",
+    "result_from_weights",
     "run_federated",
+    "seeded_generators",
+    "training_record",
 ]
 
 logger = logging.getLogger(__name__)
@@ -186,21 +201,19 @@ def _evaluate(module: nn.Module, data: Dataset) -> tuple[float, float]:
 
 
 @contextmanager
-def _seeded_globals(seed: int) -> Iterator[None]:
-    """Seed Python's and NumPy's global generators (Flower samples and noises with them)."""
+def seeded_generators(seed: int) -> Iterator[None]:
+    """Seed Python's, NumPy's and torch's global generators; restore them afterwards.
+
+    Flower samples clients with ``random`` and draws client-level DP noise from NumPy's global
+    generator; a ``ServerApp`` run under this context repeats itself for the same ``seed``
+    whichever engine runs it. Flower's own log is quietened to warnings meanwhile.
+    """
     py_state, np_state = random.getstate(), np.random.get_state()
     random.seed(seed)
     np.random.seed(seed % 2**32)
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
     flwr_logger.setLevel(logging.WARNING)
-    from flwr.common.constant import SUPERLINK_NODE_ID
-    from flwr.supercore.task_identity import TaskIdentity
-
-    # Flower stamps every message it builds with this process's task identity (a SuperLink
-    # sets it for a ServerApp process; here the ServerApp runs in this one).
-    identity = (TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id)
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, SUPERLINK_NODE_ID
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -209,6 +222,22 @@ def _seeded_globals(seed: int) -> Iterator[None]:
         random.setstate(py_state)
         np.random.set_state(np_state)
         flwr_logger.setLevel(level)
+
+
+@contextmanager
+def _seeded_globals(seed: int) -> Iterator[None]:
+    """:func:`seeded_generators`, and Flower's task identity of a ServerApp in this process."""
+    from flwr.common.constant import SUPERLINK_NODE_ID
+    from flwr.supercore.task_identity import TaskIdentity
+
+    # Flower stamps every message it builds with this process's task identity (a SuperLink
+    # sets it for a ServerApp process; here the ServerApp runs in this one).
+    identity = (TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id)
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, SUPERLINK_NODE_ID
+    try:
+        with seeded_generators(seed):
+            yield
+    finally:
         TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = identity
 
 
@@ -271,30 +300,17 @@ def run_federated(
         cannot run under secure aggregation with DP; client-level DP over a robust aggregator).
     """
     local = local or LocalTraining()
-    for name, value in (("--clients", clients), ("--rounds", rounds)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
-    per_round = clients if clients_per_round is None else clients_per_round
-    if not 1 <= per_round <= clients:
-        raise ConfigError(
-            f"--clients-per-round must lie in [1, {clients}], got {clients_per_round!r}"
-        )
-    if secure_aggregation is not None and per_round < 3:
-        raise ConfigError("SecAgg+ needs at least 3 clients per round")
+    per_round = check_counts(clients, rounds, clients_per_round, secure_aggregation)
     parsed_partition = parse_partition(partition)
     if backdoor is not None and not 0 <= backdoor.partition_id < clients:
         raise ConfigError(f"backdoor client {backdoor.partition_id} is not one of 0..{clients - 1}")
     parts = partition_dataset(train, parsed_partition, clients, seed=seed)
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        initial = make_module()
-    initial_weights = get_weights(initial)
+    initial_weights = initial_global_weights(make_module, seed)
 
     sample_dp: dict[int, SampleLevelDP] = {}
     privacy_record: dict[str, Any] | None = None
     if isinstance(privacy, SampleLevelTarget):
-        sample_dp, privacy_record = _calibrate_sample_dp(privacy, parts, local, rounds)
+        sample_dp, privacy_record = calibrate_sample_dp(privacy, parts, local, rounds)
     client_dp = privacy if isinstance(privacy, ClientLevelDP) else None
 
     poisoned: Dataset | None = None
@@ -310,6 +326,9 @@ def run_federated(
         )
         poisoned = trigger.poison(parts[backdoor.partition_id]).dataset
     boost = (backdoor.boost or float(per_round)) if backdoor is not None else 0.0
+    honest_client = honest_clients(
+        make_module, parts, local=local, seed=seed, sample_dp=sample_dp, client_dp=client_dp
+    )
 
     def client_for(partition_id: int) -> FederatedClient:
         if backdoor is not None and partition_id == backdoor.partition_id and poisoned is not None:
@@ -321,87 +340,29 @@ def run_federated(
                 seed=seed,
                 boost=boost,
             )
-        return FederatedClient(
-            make_module,
-            parts[partition_id],
-            partition_id=partition_id,
-            training=local,
-            seed=seed,
-            dp=sample_dp.get(partition_id),
-            uniform_weight=client_dp is not None,
-        )
+        return honest_client(partition_id)
 
-    mods: list[Callable[..., Any]] = []
-    if secure_aggregation is not None:
-        from flwr.client.mod import secaggplus_mod
+    mods, clip_on_clients = client_mods(secure_aggregation, client_dp)
 
-        mods.append(secaggplus_mod)
-    clip_on_clients = client_dp is not None and secure_aggregation is not None
-    if clip_on_clients:
-        from flwr.client.mod import fixedclipping_mod
-
-        mods.append(fixedclipping_mod)
-
-    backdoor_x: np.ndarray | None = None
+    backdoor_probe: tuple[np.ndarray, int] | None = None
     if trigger is not None and backdoor is not None:
         keep = test.y != backdoor.target_class
-        backdoor_x = trigger.apply_trigger(test.x[keep], test.clip_range)
-
-    evaluator = make_module()
-    curve: list[RoundRecord] = []
-    seen: list[list[np.ndarray]] = []
-    clock = {"round_started": time.perf_counter()}
-
-    def evaluate_fn(
-        server_round: int, weights: list[np.ndarray], config: dict[str, Any]
-    ) -> tuple[float, dict[str, Any]]:
-        finished = time.perf_counter()
-        set_weights(evaluator, weights)
-        loss, accuracy = _evaluate(evaluator, test)
-        success = None
-        if backdoor_x is not None and backdoor is not None:
-            with torch.no_grad():
-                pred = evaluator(torch.from_numpy(backdoor_x)).argmax(1).numpy()
-            success = float((pred == backdoor.target_class).mean())
-        aggregated = server_round == 0 or any(
-            not np.array_equal(w, p) for w, p in zip(weights, seen[-1], strict=True)
+        backdoor_probe = (
+            trigger.apply_trigger(test.x[keep], test.clip_range),
+            backdoor.target_class,
         )
-        record = RoundRecord(
-            round=server_round,
-            aggregated=aggregated,
-            test_accuracy=accuracy,
-            test_loss=loss,
-            seconds=round(finished - clock["round_started"], 4) if server_round else 0.0,
-            backdoor_success=success,
-        )
-        curve.append(record)
-        seen.append([np.array(w, copy=True) for w in weights])
-        if on_round is not None:
-            on_round(record)
-        clock["round_started"] = time.perf_counter()
-        return loss, {"accuracy": accuracy}
-
-    def fit_config(server_round: int) -> dict[str, Any]:
-        return {ROUND_KEY: server_round}
-
-    strategy = build_strategy(
-        aggregator,
-        n_clients=clients,
+    curve = CurveRecorder(make_module(), test, on_round=on_round, backdoor_probe=backdoor_probe)
+    server_app = federated_server_app(
+        curve,
+        initial_weights,
+        aggregator=aggregator,
+        clients=clients,
         clients_per_round=per_round,
-        initial_weights=initial_weights,
-        evaluate_fn=evaluate_fn,
-        fit_config=fit_config,
-        client_dp=client_dp,
-        clip_on_clients=clip_on_clients,
-        n_malicious=1 if backdoor is not None else 0,
-    )
-    server_app = make_server_app(
-        strategy,
         rounds=rounds,
         secure_aggregation=secure_aggregation,
-        clients_per_round=per_round,
-        # the largest weight a client reports (1 each when averaged uniformly for client DP)
-        max_weight=1.0 if client_dp is not None else float(max(len(p) for p in parts)),
+        client_dp=client_dp,
+        max_weight=largest_client_weight(parts, client_dp),
+        n_malicious=1 if backdoor is not None else 0,
     )
     client_app = make_client_app(client_for, mods=mods)
     grid = LocalGrid(client_app, clients, dropouts=dropouts)
@@ -422,33 +383,307 @@ def run_federated(
             loaded_server_app=server_app,
         )
     seconds = time.perf_counter() - started
-    if len(curve) != rounds + 1:
+    if client_dp is not None:
+        privacy_record = client_dp_record(client_dp, clients, per_round, rounds, clip_on_clients)
+    record = training_record(
+        engine="in-process (mlwarden LocalGrid over Flower's ServerApp/ClientApp)",
+        train=train,
+        test=test,
+        parts=parts,
+        curve=curve.curve,
+        seconds=seconds,
+        architecture=architecture,
+        aggregator=aggregator,
+        rounds=rounds,
+        clients=clients,
+        clients_per_round=per_round,
+        local=local,
+        partition=str(parsed_partition),
+        secure_aggregation=secure_aggregation,
+        privacy_record=privacy_record,
+        seed=seed,
+        extra={
+            "dropouts": [asdict(d) for d in dropouts],
+            "backdoor": (
+                {**asdict(backdoor), "boost": boost, "attack": "model-replacement+badnets"}
+                if backdoor is not None
+                else None
+            ),
+        },
+    )
+    return result_from_weights(make_module, curve.curve, curve.weights, record, rounds=rounds)
+
+
+def check_counts(
+    clients: int,
+    rounds: int,
+    clients_per_round: int | None,
+    secure_aggregation: SecureAggregation | None,
+) -> int:
+    """The clients per round, after checking the counts; both engines refuse the same values.
+
+    Raises
+    ------
+    ConfigError
+        A count that is not a positive whole number, more clients per round than clients, or
+        SecAgg+ with fewer than 3 clients per round.
+    """
+    for name, value in (("--clients", clients), ("--rounds", rounds)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
+    per_round = clients if clients_per_round is None else clients_per_round
+    if not 1 <= per_round <= clients:
+        raise ConfigError(
+            f"--clients-per-round must lie in [1, {clients}], got {clients_per_round!r}"
+        )
+    if secure_aggregation is not None and per_round < 3:
+        raise ConfigError("SecAgg+ needs at least 3 clients per round")
+    return per_round
+
+
+def initial_global_weights(make_module: Callable[[], nn.Module], seed: int) -> list[np.ndarray]:
+    """The global model's starting weights: ``make_module()`` under ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        initial = make_module()
+    return get_weights(initial)
+
+
+def largest_client_weight(parts: Sequence[Dataset], client_dp: ClientLevelDP | None) -> float:
+    """The largest weight a client reports (its sample count; 1 each when client DP averages
+    uniformly): SecAgg+'s ``max_weight``, see :meth:`SecureAggregation.workflow`."""
+    return 1.0 if client_dp is not None else float(max(len(p) for p in parts))
+
+
+def honest_clients(
+    make_module: Callable[[], nn.Module],
+    parts: Sequence[Dataset],
+    *,
+    local: LocalTraining,
+    seed: int,
+    sample_dp: dict[int, SampleLevelDP],
+    client_dp: ClientLevelDP | None,
+) -> Callable[[int], FederatedClient]:
+    """``client_for(i)``: the honest client training partition ``parts[i]``.
+
+    Both engines build their clients with it: in process for every node, on a SuperNode for
+    its own partition.
+    """
+
+    def client_for(partition_id: int) -> FederatedClient:
+        if not 0 <= partition_id < len(parts):
+            raise ConfigError(f"partition-id {partition_id} is not one of 0..{len(parts) - 1}")
+        return FederatedClient(
+            make_module,
+            parts[partition_id],
+            partition_id=partition_id,
+            training=local,
+            seed=seed,
+            dp=sample_dp.get(partition_id),
+            uniform_weight=client_dp is not None,
+        )
+
+    return client_for
+
+
+def client_mods(
+    secure_aggregation: SecureAggregation | None, client_dp: ClientLevelDP | None
+) -> tuple[list[Callable[..., Any]], bool]:
+    """The client mods (outermost first) and whether the clients clip their own updates.
+
+    SecAgg+ needs ``secaggplus_mod``; client-level DP under SecAgg+ clips on the clients
+    (``fixedclipping_mod``), since the server never sees a single update.
+    """
+    mods: list[Callable[..., Any]] = []
+    if secure_aggregation is not None:
+        from flwr.client.mod import secaggplus_mod
+
+        mods.append(secaggplus_mod)
+    clip_on_clients = client_dp is not None and secure_aggregation is not None
+    if clip_on_clients:
+        from flwr.client.mod import fixedclipping_mod
+
+        mods.append(fixedclipping_mod)
+    return mods, clip_on_clients
+
+
+class CurveRecorder:
+    """The server's evaluation: the global model on held-out data after every round.
+
+    Used as the strategy's ``evaluate_fn``; keeps each :class:`RoundRecord` in :attr:`curve`
+    and each round's global weights in :attr:`weights` (round 0 first).
+
+    Parameters
+    ----------
+    evaluator
+        A module of the federation's architecture, loaded with each round's weights.
+    test
+        Held-out data.
+    on_round
+        Called with each record as it is measured.
+    backdoor_probe
+        Triggered held-out inputs and the backdoor's target class, or ``None``.
+    """
+
+    def __init__(
+        self,
+        evaluator: nn.Module,
+        test: Dataset,
+        *,
+        on_round: Callable[[RoundRecord], None] | None = None,
+        backdoor_probe: tuple[np.ndarray, int] | None = None,
+    ) -> None:
+        self.evaluator = evaluator
+        self.test = test
+        self.on_round = on_round
+        self.backdoor_probe = backdoor_probe
+        self.curve: list[RoundRecord] = []
+        self.weights: list[list[np.ndarray]] = []
+        self._round_started = time.perf_counter()
+
+    def __call__(
+        self, server_round: int, weights: list[np.ndarray], config: dict[str, Any]
+    ) -> tuple[float, dict[str, Any]]:
+        """Evaluate ``weights`` (the global model after ``server_round``); record the round."""
+        finished = time.perf_counter()
+        set_weights(self.evaluator, weights)
+        loss, accuracy = _evaluate(self.evaluator, self.test)
+        success = None
+        if self.backdoor_probe is not None:
+            triggered, target = self.backdoor_probe
+            with torch.no_grad():
+                pred = self.evaluator(torch.from_numpy(triggered)).argmax(1).numpy()
+            success = float((pred == target).mean())
+        aggregated = server_round == 0 or any(
+            not np.array_equal(w, p) for w, p in zip(weights, self.weights[-1], strict=True)
+        )
+        record = RoundRecord(
+            round=server_round,
+            aggregated=aggregated,
+            test_accuracy=accuracy,
+            test_loss=loss,
+            seconds=round(finished - self._round_started, 4) if server_round else 0.0,
+            backdoor_success=success,
+        )
+        self.curve.append(record)
+        self.weights.append([np.array(w, copy=True) for w in weights])
+        if self.on_round is not None:
+            self.on_round(record)
+        self._round_started = time.perf_counter()
+        return loss, {"accuracy": accuracy}
+
+
+def _fit_config(server_round: int) -> dict[str, Any]:
+    return {ROUND_KEY: server_round}
+
+
+def federated_server_app(
+    curve: CurveRecorder,
+    initial_weights: list[np.ndarray],
+    *,
+    aggregator: str,
+    clients: int,
+    clients_per_round: int,
+    rounds: int,
+    secure_aggregation: SecureAggregation | None,
+    client_dp: ClientLevelDP | None,
+    max_weight: float,
+    n_malicious: int = 0,
+    wait_for_nodes_s: float = 0.0,
+) -> ServerApp:
+    """The ``ServerApp`` both engines run: the strategy, its DP wrapper, SecAgg+ when asked.
+
+    ``wait_for_nodes_s`` > 0 makes it wait (at most that long) until all ``clients`` nodes are
+    connected before round 1, as it must on the deployment engine, where SuperNodes connect on
+    their own schedule (see :func:`~mlwarden.federated.server.make_server_app`).
+    """
+    _, clip_on_clients = client_mods(secure_aggregation, client_dp)
+    strategy = build_strategy(
+        aggregator,
+        n_clients=clients,
+        clients_per_round=clients_per_round,
+        initial_weights=initial_weights,
+        evaluate_fn=curve,
+        fit_config=_fit_config,
+        client_dp=client_dp,
+        clip_on_clients=clip_on_clients,
+        n_malicious=n_malicious,
+    )
+    return make_server_app(
+        strategy,
+        rounds=rounds,
+        secure_aggregation=secure_aggregation,
+        clients_per_round=clients_per_round,
+        max_weight=max_weight,
+        min_nodes=clients if wait_for_nodes_s > 0 else 0,
+        wait_for_nodes_s=wait_for_nodes_s,
+    )
+
+
+def result_from_weights(
+    make_module: Callable[[], nn.Module],
+    curve: list[RoundRecord],
+    weights: list[list[np.ndarray]],
+    record: dict[str, Any],
+    *,
+    rounds: int,
+) -> FederatedResult:
+    """The :class:`FederatedResult` of a run whose global weights were ``weights`` (round 0
+    first).
+
+    Raises
+    ------
+    MlwardenError
+        The run stopped before its last round.
+    """
+    if len(curve) != rounds + 1 or len(weights) != rounds + 1:
         raise MlwardenError(
             f"federated run ended after {len(curve) - 1} of {rounds} rounds (see Flower's log)"
         )
     module = make_module()
-    set_weights(module, seen[-1])
+    set_weights(module, weights[-1])
     module.eval()
     updates = [
-        [after - before for before, after in zip(seen[r - 1], seen[r], strict=True)]
-        for r in range(1, len(seen))
+        [after - before for before, after in zip(weights[r - 1], weights[r], strict=True)]
+        for r in range(1, len(weights))
     ]
-    if client_dp is not None:
-        privacy_record = _client_dp_record(client_dp, clients, per_round, rounds, clip_on_clients)
+    return FederatedResult(module=module, curve=curve, record=record, round_updates=updates)
 
+
+def training_record(
+    *,
+    engine: str,
+    train: Dataset,
+    test: Dataset,
+    parts: Sequence[Dataset],
+    curve: list[RoundRecord],
+    seconds: float,
+    architecture: str,
+    aggregator: str,
+    rounds: int,
+    clients: int,
+    clients_per_round: int,
+    local: LocalTraining,
+    partition: str,
+    secure_aggregation: SecureAggregation | None,
+    privacy_record: dict[str, Any] | None,
+    seed: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The training record of a federated run (the ``training`` entry of the model sidecar)."""
     import flwr
 
-    record: dict[str, Any] = {
+    return {
         "recipe": "mlwarden fl train",
         "method": "federated-averaging" if aggregator == "fedavg" else aggregator,
         "aggregator": aggregator,
         "architecture": architecture,
-        "engine": "in-process (mlwarden LocalGrid over Flower's ServerApp/ClientApp)",
+        "engine": engine,
         "rounds": rounds,
         "clients": clients,
-        "clients_per_round": per_round,
+        "clients_per_round": clients_per_round,
         "local_training": asdict(local),
-        "partition": str(parsed_partition),
+        "partition": partition,
         "partitions": [
             {
                 "client": i,
@@ -464,12 +699,7 @@ def run_federated(
             else {"enabled": False}
         ),
         "privacy": privacy_record,
-        "dropouts": [asdict(d) for d in dropouts],
-        "backdoor": (
-            {**asdict(backdoor), "boost": boost, "attack": "model-replacement+badnets"}
-            if backdoor is not None
-            else None
-        ),
+        **(extra or {}),
         "seed": seed,
         "dataset": train.name,
         "dataset_sha256": train.digest(),
@@ -483,12 +713,21 @@ def run_federated(
         "torch_version": torch.__version__,
         "flwr_version": flwr.__version__,
     }
-    return FederatedResult(module=module, curve=curve, record=record, round_updates=updates)
 
 
-def _calibrate_sample_dp(
-    target: SampleLevelTarget, parts: list[Dataset], local: LocalTraining, rounds: int
+def calibrate_sample_dp(
+    target: SampleLevelTarget, parts: Sequence[Dataset], local: LocalTraining, rounds: int
 ) -> tuple[dict[int, SampleLevelDP], dict[str, Any]]:
+    """Each client's DP-SGD noise σ for ``target`` over all its steps, and the privacy record.
+
+    Depends only on the partitions' sizes and the training schedule, so every engine (and
+    every SuperNode) computes the same σ.
+
+    Raises
+    ------
+    ConfigError
+        δ too large for a client's partition.
+    """
     from mlwarden.defenses.training.dp_accounting import (
         accountant_epsilons,
         check_budget,
@@ -548,9 +787,11 @@ def _calibrate_sample_dp(
     }
 
 
-def _client_dp_record(
+def client_dp_record(
     dp: ClientLevelDP, clients: int, per_round: int, rounds: int, clip_on_clients: bool
 ) -> dict[str, Any]:
+    """The privacy record of client-level DP: ε spent after ``rounds`` releases (Flower's
+    ``RdpAccountant``, no sampling amplification)."""
     from flwr.serverapp import (
         GaussianPrivacyEvent,
         NeighboringRelation,

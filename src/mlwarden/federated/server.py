@@ -12,6 +12,7 @@ Behaviour is composed, as Flower means it to be:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,7 @@ from flwr.server.strategy import (
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid, ServerApp
 
-from mlwarden.errors import ConfigError
+from mlwarden.errors import ConfigError, MlwardenError
 
 __all__ = [
     "AGGREGATORS",
@@ -226,15 +227,37 @@ def make_server_app(
     secure_aggregation: SecureAggregation | None = None,
     clients_per_round: int = 0,
     max_weight: float = 1000.0,
+    min_nodes: int = 0,
+    wait_for_nodes_s: float = 0.0,
 ) -> ServerApp:
-    """A Flower ``ServerApp`` running ``rounds`` rounds of ``strategy``, SecAgg+ when given
-    (``max_weight``: the largest sample count a client reports, see
-    :meth:`SecureAggregation.workflow`)."""
+    """A Flower ``ServerApp`` running ``rounds`` rounds of ``strategy``, SecAgg+ when given.
+
+    Parameters
+    ----------
+    strategy
+        The aggregation strategy (from :func:`build_strategy`).
+    rounds
+        Federated rounds.
+    secure_aggregation, clients_per_round, max_weight
+        SecAgg+ settings, the round's client count, and the largest sample count a client
+        reports (see :meth:`SecureAggregation.workflow`).
+    min_nodes, wait_for_nodes_s
+        Before round 1, wait up to ``wait_for_nodes_s`` seconds until ``min_nodes`` nodes are
+        connected. On Flower's deployment engine SuperNodes connect on their own schedule, and
+        the strategy (which goes ahead with whoever is connected, so that a dropped client does
+        not stall a round) would otherwise start round 1 with the first node alone.
+
+    Raises
+    ------
+    MlwardenError
+        (when the app runs) Fewer than ``min_nodes`` nodes connected in time.
+    """
 
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
+        _wait_for_nodes(grid, min_nodes, wait_for_nodes_s)
         legacy = LegacyContext(
             context=context, config=ServerConfig(num_rounds=rounds), strategy=strategy
         )
@@ -246,3 +269,18 @@ def make_server_app(
         DefaultWorkflow(fit_workflow=fit_workflow)(grid, legacy)
 
     return app
+
+
+def _wait_for_nodes(grid: Grid, min_nodes: int, timeout_s: float) -> None:
+    """Return once ``grid`` has ``min_nodes`` nodes; poll every 0.2 s for ``timeout_s`` s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        connected = len(list(grid.get_node_ids()))
+        if connected >= min_nodes:
+            return
+        if time.monotonic() >= deadline:
+            raise MlwardenError(
+                f"only {connected} of {min_nodes} nodes connected to the SuperLink within "
+                f"{timeout_s:g} s; start every SuperNode (one per client) against this SuperLink"
+            )
+        time.sleep(0.2)
