@@ -170,7 +170,8 @@ def test_secagg_on_superlink_and_supernodes_is_fedavg_within_the_quantisation_st
     are stochastically rounded to a step Δ = 2·clipping_range / quantization_range, so the
     average is off by at most n·Δ / Σ(weight_i / max_weight) (plus float32 rounding, 1e-6)."""
     psutil = pytest.importorskip("psutil")
-    job = FederatedJob(**SMALL, secagg=True)
+    # one round: under SecAgg+ each round starts four ClientApp processes per SuperNode
+    job = FederatedJob(**{**SMALL, "rounds": 1}, secagg=True)
     result = run_deployment(job)
     assert not _still_running(psutil), "a Flower process outlived the run"
     assert result.record["secure_aggregation"]["enabled"] is True
