@@ -236,8 +236,9 @@ def test_eot_draws_are_independent_whether_stacked_or_called_one_by_one(per_row:
     draws = EOTDraws(model, 400)(x)
     assert len(draws) == 400 and all(d.shape == (50, 3) for d in draws)
     stacked = torch.stack(draws)  # (draw, row, class): N(0, 1) everywhere if independent
-    # one detection call, then 400 draws stacked 81 at a time (4096 // 50) or one per call
-    assert model.calls == (1 + 5 if per_row else 1 + 400)
+    # one detection call, then 400 draws stacked max_rows // 50 at a time, or one per call
+    stacked_calls = -(-400 // (EOTDraws.max_rows // 50))
+    assert model.calls == (1 + stacked_calls if per_row else 1 + 400)
     independent = 400 * 3 * (50 if per_row else 1)  # values drawn independently
     tolerance = 4 / independent**0.5  # four standard errors
     assert abs(float(stacked.mean())) < tolerance
