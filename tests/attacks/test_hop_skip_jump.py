@@ -8,23 +8,15 @@ import torch
 
 from attacks.wrappers import CountingClassifier
 from mlwarden.attacks import HopSkipJump, get_attack
-from mlwarden.models import Classifier, TorchClassifier
+from mlwarden.models import TorchClassifier
+from mlwarden.models.base import GradientFreeView
 
 N_POINTS = 100
 FAR = 100.0  # an ε no point is that far from the boundary: the projection never binds
 
 
-class LabelsOnly(Classifier):
+class LabelsOnly(GradientFreeView):
     """``inner``'s decisions as one-hot rows: no score information at all."""
-
-    def __init__(self, inner: Classifier) -> None:
-        super().__init__(
-            input_shape=inner.input_shape,
-            n_classes=inner.n_classes,
-            clip_range=inner.clip_range,
-            batch_size=inner.batch_size,
-        )
-        self.inner = inner
 
     def _predict_proba_batch(self, x: np.ndarray) -> np.ndarray:
         return np.eye(self.n_classes, dtype=np.float32)[self.inner.predict(x)]

@@ -5,21 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from mlwarden.models import Classifier
+from mlwarden.models.base import GradientFreeView
 
 
-class CountingClassifier(Classifier):
-    """Delegates to ``inner`` and counts the inputs it is asked to score."""
+class CountingClassifier(GradientFreeView):
+    """Delegates to ``inner`` (scores only, no gradients) and counts the inputs it scores."""
 
     def __init__(self, inner: Classifier) -> None:
-        super().__init__(
-            input_shape=inner.input_shape,
-            n_classes=inner.n_classes,
-            clip_range=inner.clip_range,
-            batch_size=inner.batch_size,
-        )
-        self.inner = inner
+        super().__init__(inner)
         self.inputs_scored = 0
 
     def _predict_proba_batch(self, x: np.ndarray) -> np.ndarray:
         self.inputs_scored += len(x)
-        return self.inner.predict_proba(x)
+        return super()._predict_proba_batch(x)
