@@ -297,48 +297,87 @@ def test_appends_from_the_event_loop_inline_or_grouped(db: Database, mode: str) 
 
 @pytest.mark.postgres
 def test_group_commit_survives_its_kept_connection_being_killed() -> None:
-    """The writer thread keeps one connection (no pool checkout or ping per batch); when the
-    server drops it (a restart, an idle timeout), the next batch is written on a fresh one and
-    no request is failed or written twice."""
+    """The event loop's writer keeps one connection (no pool checkout or ping per batch); when
+    the server drops it (a restart, an idle timeout), the next batch is written on a fresh one
+    and no request is failed or written twice."""
     import asyncio
-    import threading
-
-    import sqlalchemy as sa
 
     from serve.helpers import POSTGRES_URL, require_server
 
     require_server("PostgreSQL", "127.0.0.1", 5432)
     database = Database(POSTGRES_URL, prefix="t" + uuid.uuid4().hex[:10] + "_")
-    taken: list[Any] = []
-    checkout = database.writer.raw_connection
-
-    def spy() -> Any:  # note the connections the writer thread takes
-        connection = checkout()
-        if threading.current_thread().name == "mlwarden-audit":
-            taken.append(connection)
-        return connection
-
-    database.writer.raw_connection = spy  # type: ignore[method-assign]
     log = AuditLog(database, batch_max=16, mode="group")
-    try:
+    name = f"mlwarden audit {log.table.name}"
+    activity = sa.text("SELECT pid FROM pg_stat_activity WHERE application_name = :n")
 
-        async def write(entries: list[AuditEntry]) -> None:
-            await asyncio.gather(*(log.append_async(e) for e in entries))
-
-        asyncio.run(write(_entries(20)))
-        asyncio.run(write(_entries(20, start=20)))
-        assert len(taken) == 1  # one connection kept across batches
-        pid = taken[0].driver_connection.info.backend_pid
+    def writer_pids() -> list[int]:
         with database.reader.connect() as conn:
-            assert conn.execute(sa.text(f"SELECT pg_terminate_backend({pid})")).scalar()
-        asyncio.run(write(_entries(20, start=40)))
-        assert len(taken) == 2  # the dead one replaced
-        log.close()
+            return [int(p) for p in conn.execute(activity, {"n": name}).scalars()]
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        await asyncio.gather(*(log.append_async(e) for e in _entries(20)))
+        await asyncio.gather(*(log.append_async(e) for e in _entries(20, start=20)))
+        first = writer_pids()
+        with database.reader.connect() as conn:
+            assert conn.execute(sa.text(f"SELECT pg_terminate_backend({first[0]})")).scalar()
+        await asyncio.gather(*(log.append_async(e) for e in _entries(20, start=40)))
+        second = writer_pids()
+        await log.aclose()
+        return first, second
+
+    try:
+        first, second = asyncio.run(scenario())
+        assert len(first) == 1  # one connection kept across batches
+        assert len(second) == 1 and second != first  # the dead one replaced
+        assert writer_pids() == []  # closed with the log
         assert log.count() == 60 and log.verify().ok
+        assert [row["request_id"] for row in log.rows()] == [f"r{i}" for i in range(60)]
+        assert log.contended == 0  # alone, every batch after the first is one statement
     finally:
         log.close()
         database.tables.metadata.drop_all(database.writer)
         database.dispose()
+
+
+@pytest.mark.postgres
+def test_loop_writers_of_two_replicas_and_a_synchronous_writer_keep_one_chain() -> None:
+    """Each writer chains from the head it last wrote and falls back to locking the head when
+    another moved it: interleaved batches of two replicas and direct appends never fork."""
+    import asyncio
+
+    from serve.helpers import POSTGRES_URL, require_server
+
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    prefix = "t" + uuid.uuid4().hex[:10] + "_"
+    databases = [Database(POSTGRES_URL, prefix=prefix) for _ in range(2)]
+    logs = [AuditLog(db, batch_max=8, mode="group") for db in databases]
+
+    async def replica(r: int) -> None:
+        for i in range(12):
+            batch = _entries(3, start=1000 * r + 10 * i)
+            await asyncio.gather(*(logs[r].append_async(e) for e in batch))
+            if r == 0 and i % 4 == 0:  # a third writer, in its own thread
+                await asyncio.to_thread(logs[1].append_many, _entries(2, start=9000 + 10 * i))
+
+    async def both() -> None:
+        await asyncio.gather(replica(0), replica(1))
+        for log in logs:
+            await log.aclose()
+
+    try:
+        asyncio.run(both())
+        result = logs[0].verify()
+        assert result.ok, result.problems
+        assert result.entries == 2 * 12 * 3 + 3 * 2
+        ids = [row["request_id"] for row in logs[0].rows()]
+        assert len(set(ids)) == len(ids)  # nothing written twice
+        assert sum(log.contended for log in logs) > 0  # the fallback path was taken
+    finally:
+        for log in logs:
+            log.close()
+        databases[0].tables.metadata.drop_all(databases[0].writer)
+        for db in databases:
+            db.dispose()
 
 
 # -- rate limits ---------------------------------------------------------------------------
@@ -476,6 +515,92 @@ def test_redis_reservation_and_confirmation_are_one_round_trip_each() -> None:
     limits.confirm_quota(lease)
     assert calls == ["EVALSHA", "EVALSHA"]
     assert limits.remaining_quota("k", "m") == 2  # 1 still pending + 2 charged of 5
+
+
+@pytest.mark.parametrize("strategy", ["fixed-window", "moving-window"])
+def test_admission_checks_the_rate_limits_then_reserves_the_quota(
+    limits_url: str, strategy: str
+) -> None:
+    """``aadmit`` answers as ``ahit`` followed by ``areserve_quota`` would: a request refused for
+    its rate reserves nothing, one refused for its quota still counted against its rate."""
+    import asyncio
+
+    prefix = "t" + uuid.uuid4().hex
+    limits = _limits(
+        limits_url,
+        prefix,
+        strategy=strategy,
+        per_key_model=("100/second", "3/minute"),
+        throttle="1/minute",
+        daily_quota=5,
+    )
+
+    async def run() -> list[Any]:
+        try:
+            return [
+                await limits.aadmit("k", "m", 2),  # rate 1/3, quota 2/5
+                await limits.aadmit("k", "m", 4),  # rate 2/3, quota refused (6 > 5)
+                await limits.aadmit("k", "m", 3),  # rate 3/3, quota 5/5
+                await limits.aadmit("k", "m", 1),  # rate refused: nothing reserved
+                await limits.aadmit("other", "m", 1, throttled=True),
+                await limits.aadmit("other", "m", 1, throttled=True),  # the throttle refuses
+            ]
+        finally:
+            await limits.aclose()
+
+    (a, lease_a), (b, lease_b), (c, lease_c), (d, lease_d), (e, _), (f, lease_f) = asyncio.run(
+        run()
+    )
+    assert a.allowed and lease_a is not None and lease_a.queries == 2
+    assert not b.allowed and b.reason == "quota" and lease_b is None and b.retry_after_s >= 1
+    assert c.allowed and lease_c is not None
+    assert not d.allowed and d.reason == "rate_limit" and lease_d is None
+    assert 1 <= d.retry_after_s <= 60
+    assert e.allowed and not f.allowed and f.reason == "throttled" and lease_f is None
+    assert limits.remaining_quota("k", "m") == 0  # 2 + 3 pending, nothing for b or d
+    assert not limits.hit("k", "m").allowed  # the refused requests counted: 4 of 3 per minute
+
+
+@pytest.mark.redis
+def test_redis_admission_is_one_script_and_charges_are_summed_per_counter() -> None:
+    """Ten concurrent admissions are ten EVALSHA in one pipeline; their ten confirmations are one
+    charge of 10 queries; a Redis that lost its scripts (restart, SCRIPT FLUSH) is reloaded."""
+    import asyncio
+
+    import redis
+
+    from serve.helpers import REDIS_URL, require_server
+
+    require_server("Redis", "127.0.0.1", 6379)
+    server = redis.Redis.from_url(REDIS_URL)
+    limits = _limits(REDIS_URL, "t" + uuid.uuid4().hex, strategy="fixed-window", daily_quota=12)
+
+    def evalsha_calls() -> int:
+        return int(server.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+    async def run() -> tuple[int, int, bool]:
+        try:
+            await limits.aadmit("warm", "m", 1)  # loads the script (NOSCRIPT the first time)
+            before = evalsha_calls()
+            admitted = await asyncio.gather(*(limits.aadmit("k", "m", 1) for _ in range(10)))
+            assert all(d.allowed and lease is not None for d, lease in admitted)
+            admissions = evalsha_calls() - before
+            for _, lease in admitted:
+                assert lease is not None
+                limits.confirm_soon(lease)
+            await limits.aclose()  # waits for the charges owed
+            charges = evalsha_calls() - before - admissions
+            server.script_flush()
+            after_flush, _ = await limits.aadmit("k", "m", 1)
+            return admissions, charges, after_flush.allowed
+        finally:
+            await limits.aclose()
+
+    admissions, charges, after_flush = asyncio.run(run())
+    assert (admissions, charges) == (10, 1)
+    assert after_flush  # reloaded and answered
+    assert limits.remaining_quota("k", "m") == 1  # 10 charged + 1 pending of 12
+    server.close()
 
 
 def test_in_process_limits_start_no_timer_threads() -> None:

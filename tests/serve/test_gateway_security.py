@@ -319,6 +319,32 @@ def test_rate_limit_and_quota_answer_429_with_retry_after(make_gateway: Any) -> 
     assert [r["reason"] for r in _rows(quota_app)][-3:] == ["quota"] * 3
 
 
+def test_refused_bodies_count_against_the_rate_limit_which_answers_first(
+    make_gateway: Any,
+) -> None:
+    """Limits and quota are one call (one Redis round trip) after a small body is read, with the
+    answers of checking the rate first: a bad body counts against the rate, a limited request
+    gets 429 whatever its body. (``RateLimits.aadmit`` is checked on Redis in test_backends.)"""
+    app = make_gateway(
+        rate_limits={
+            "strategy": "fixed-window",
+            "per_key_model": ["3/minute"],
+            "daily_quota": 1000,
+        }
+    )
+    key = _key(app)
+    bad = {"inputs": [[True] * 64]}
+    with GatewayClient(app) as client:
+        statuses = [_predict(client, key, body).status_code for body in (bad, None, bad)]
+        limited_good = _predict(client, key)
+        limited_bad = _predict(client, key, bad)
+        too_large = _predict(client, key, {"inputs": [sample()] * 2000})  # read after the limit
+    assert statuses == [422, 200, 422]
+    assert [r.status_code for r in (limited_good, limited_bad, too_large)] == [429, 429, 429]
+    assert limited_bad.json()["error"] == "rate_limit"
+    assert [r["reason"] for r in _rows(app)][-3:] == ["rate_limit"] * 3
+
+
 def test_daily_quota_counts_queries_not_requests(make_gateway: Any) -> None:
     app = make_gateway(rate_limits={"per_key_model": ["100/second"], "daily_quota": 5})
     key = _key(app)

@@ -16,9 +16,11 @@ audit tail`` prints it; ship it to a separate system) to close that gap.
 
 Appends are serialised so replicas sharing a database keep one chain without forks: the
 transaction first locks the head row (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN
-IMMEDIATE`` on SQLite), appends, moves the head and commits. On PostgreSQL a writer thread takes
-every entry waiting in its queue into one such transaction (group commit) and only then wakes the
-requests whose entries it wrote; on SQLite the commit (about 0.1 ms in WAL mode) runs inline on
+IMMEDIATE`` on SQLite), appends, moves the head and commits. On PostgreSQL the event loop's
+writer (:class:`_LoopWriter`, psycopg's asyncio connection, no thread) takes every entry waiting
+in its queue into one batch (group commit), normally one statement that moves the head only if
+it is still the head this writer last wrote, and only then wakes the requests whose entries it
+wrote (outside an event loop, a writer thread does the same with the lock); on SQLite the commit (about 0.1 ms in WAL mode) runs inline on
 the event loop, and the entries of every request that reached its commit in the same loop
 iteration share one transaction (at most ``batch_max``): under concurrent load one BEGIN, head
 read, head update and COMMIT serve many requests, and a lone request pays one loop turn more.
@@ -121,6 +123,27 @@ def entry_hash(row: dict[str, Any], prev_hash: str) -> str:
     return hashlib.sha256((text + prev_hash).encode("utf-8")).hexdigest()
 
 
+#: the audit table's columns in insert order
+_COLUMNS = ("seq", *_HASHED_FIELDS[1:], *_OPTIONAL_HASHED_FIELDS, "prev_hash", "hash")
+#: PostgreSQL array types of :data:`_COLUMNS`, for ``unnest`` (one parameter per column)
+_PG_ARRAY_TYPES = {
+    "seq": "bigint[]",
+    "ts": "float8[]",
+    "status": "int4[]",
+    "latency_ms": "float8[]",
+}
+
+
+def _chain(rows: list[dict[str, Any]], seq: int, prev: str) -> tuple[int, str]:
+    """Number and hash ``rows`` after the entry ``(seq, prev)``; the new head."""
+    for row in rows:
+        seq += 1
+        row["seq"] = seq
+        row["prev_hash"] = prev
+        row["hash"] = prev = entry_hash(row, prev)
+    return seq, prev
+
+
 @dataclass(frozen=True)
 class ChainVerification:
     """The result of :meth:`AuditLog.verify`."""
@@ -151,6 +174,154 @@ def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None
             future.set_exception(error)
 
 
+class _LoopWriter:
+    """Group commit on PostgreSQL from one event loop: no thread, one round trip per batch.
+
+    Entries queued while a batch is being written form the next batch (at most ``batch_max``).
+    A batch is normally one statement in autocommit mode: it moves the head row from the head
+    this writer last wrote (``UPDATE ... WHERE seq = old AND hash = old``, which waits for and
+    then re-checks any concurrent writer's lock) and, in the same statement, inserts the
+    entries chained from that head only if the head moved. When another replica wrote in
+    between, nothing is inserted and the batch is written again in a transaction that locks
+    the head row first (``SELECT ... FOR UPDATE``), as :meth:`AuditLog.append_many` does. The
+    entries travel as one array per column (``unnest``), so the statement's text is constant
+    and psycopg prepares it once.
+
+    A writer thread contending with the event loop for the GIL was the largest cost of the
+    replica setup: each of its round trips woke it while the loop held the interpreter.
+    """
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+        self.queue: list[tuple[AuditEntry, asyncio.Future[None]]] = []
+        self.wake = asyncio.Event()
+        self.head: tuple[int, str] | None = None  # what this writer last committed
+        self.closing = False
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        table, head = log.table.name, log.head.name
+        arrays = ", ".join(f"%s::{_PG_ARRAY_TYPES.get(c, 'text[]')}" for c in _COLUMNS)
+        insert = f"INSERT INTO {table} ({', '.join(_COLUMNS)}) SELECT * FROM unnest({arrays})"
+        self.optimistic = (
+            f"WITH moved AS (UPDATE {head} SET seq = %s, hash = %s"
+            f" WHERE id = 1 AND seq = %s AND hash = %s RETURNING 1) "
+            f"{insert} AS v WHERE EXISTS (SELECT 1 FROM moved)"
+        )
+        self.insert = insert
+        self.lock = f"SELECT seq, hash FROM {head} WHERE id = 1 FOR UPDATE"
+        self.update = f"UPDATE {head} SET seq = %s, hash = %s WHERE id = 1"
+
+    def submit(self, entry: AuditEntry) -> asyncio.Future[None]:
+        """Queue ``entry``; the future resolves once it is committed (or fails with the error)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.queue.append((entry, future))
+        self.wake.set()
+        return future
+
+    async def _run(self) -> None:
+        conn: Any = None
+        batch: list[tuple[AuditEntry, asyncio.Future[None]]] = []
+        try:
+            while True:
+                if not self.queue:
+                    if self.closing:
+                        return
+                    await self.wake.wait()
+                    self.wake.clear()
+                    continue
+                batch = self.queue[: self.log.batch_max]
+                del self.queue[: len(batch)]
+                error: BaseException | None = None
+                try:
+                    conn = await self._write_retrying([e for e, _ in batch], conn)
+                except Exception as exc:  # every waiting request fails closed (503)
+                    logger.error("audit append failed: %s", exc.__class__.__name__)
+                    error = exc
+                    await _close_quietly(conn)
+                    conn = None
+                _settle_all([f for _, f in batch], error)
+                batch = []
+        finally:  # cancelled (the loop is shutting down): nobody will write these
+            for _, future in [*batch, *self.queue]:
+                if not future.done():
+                    future.cancel()
+            self.queue.clear()
+            await _close_quietly(conn)
+
+    async def _write_retrying(self, entries: list[AuditEntry], conn: Any) -> Any:
+        """Write on the kept connection; a dead one is replaced and the batch written once more."""
+        if conn is not None:
+            try:
+                await self._write(conn, entries)
+                return conn
+            except Exception as exc:
+                import psycopg
+
+                if not isinstance(exc, psycopg.OperationalError):
+                    raise
+                await _close_quietly(conn)
+                self.head = None
+        import psycopg
+
+        conn = await psycopg.AsyncConnection.connect(
+            self.log.db.libpq_url,
+            autocommit=True,
+            application_name=f"mlwarden audit {self.log.table.name}"[:63],
+        )
+        try:
+            await self._write(conn, entries)
+        except BaseException:
+            await _close_quietly(conn)
+            raise
+        return conn
+
+    def _columns(self, rows: list[dict[str, Any]]) -> list[list[Any]]:
+        return [[row[c] for row in rows] for c in _COLUMNS]
+
+    async def _write(self, conn: Any, entries: list[AuditEntry]) -> None:
+        rows = [e.fields() for e in entries]
+        if self.head is not None:
+            old_seq, old_hash = self.head
+            new = _chain(rows, old_seq, old_hash)
+            cursor = await conn.execute(
+                self.optimistic, [*new, old_seq, old_hash, *self._columns(rows)]
+            )
+            if cursor.rowcount == len(rows):
+                self.head = new
+                self.log.commits += 1
+                return
+            self.head = None  # another writer moved the head: lock it and chain from there
+            self.log.contended += 1
+        async with conn.transaction():
+            cursor = await conn.execute(self.lock)
+            locked = await cursor.fetchone()
+            if locked is None:
+                raise RuntimeError(f"audit chain head row missing from {self.log.head.name}")
+            new = _chain(rows, int(locked[0]), str(locked[1]))
+            async with conn.pipeline():
+                await conn.execute(self.insert, self._columns(rows))
+                await conn.execute(self.update, list(new))
+        self.head = new
+        self.log.commits += 1
+
+    async def aclose(self) -> None:
+        """Write what is queued, then close the connection."""
+        self.closing = True
+        self.wake.set()
+        await self.task
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    """Retrieve a result nobody awaits (the failure is already logged by the writer)."""
+    if not future.cancelled():
+        future.exception()
+
+
+async def _close_quietly(conn: Any) -> None:
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            await conn.close()
+
+
 class AuditLog:
     """Append to, read and verify the audit chain in a :class:`Database`."""
 
@@ -159,10 +330,13 @@ class AuditLog:
             raise ConfigError(f"audit mode {mode!r} must be auto, inline or group")
         self.db = db
         #: ``inline``: commit in the caller's thread (SQLite: ~0.1 ms, cheaper than a thread
-        #: hand-off); ``group``: a writer thread batches waiting entries into one commit
-        #: (PostgreSQL, where a commit is a network round trip and a WAL flush).
+        #: hand-off); ``group``: waiting entries are batched into one commit (PostgreSQL, where a
+        #: commit is a network round trip and a WAL flush: by the event loop's writer; SQLite: by
+        #: a writer thread).
         self.inline = mode == "inline" or (mode == "auto" and db.is_sqlite)
         self.commits = 0  # transactions written by this object (group commit batches several)
+        #: batches the event loop's writer wrote again because another writer moved the head
+        self.contended = 0
         self.table = db.tables.audit
         self.head = db.tables.audit_head
         self.batch_max = batch_max
@@ -172,6 +346,9 @@ class AuditLog:
         #: inline mode: entries waiting for this loop turn's commit, by event loop
         self._ready: dict[asyncio.AbstractEventLoop, list[tuple[AuditEntry, asyncio.Future[None]]]]
         self._ready = {}
+        #: group commit on PostgreSQL runs on the event loop (one writer per loop), not a thread
+        self.on_loop = not self.inline and not db.is_sqlite
+        self._writers: dict[asyncio.AbstractEventLoop, _LoopWriter] = {}
 
     # -- writing -----------------------------------------------------------------------------
     def append_many(self, entries: list[AuditEntry], *, raw: Any = None) -> list[int]:
@@ -188,7 +365,7 @@ class AuditLog:
         sqlite = self.db.is_sqlite
         ph = "?" if sqlite else "%s"
         head, table = self.head.name, self.table.name
-        columns = ("seq", *_HASHED_FIELDS[1:], *_OPTIONAL_HASHED_FIELDS, "prev_hash", "hash")
+        columns = _COLUMNS
         insert = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([ph] * len(columns))})"
         )
@@ -205,12 +382,7 @@ class AuditLog:
             locked = cursor.fetchone()
             if locked is None:
                 raise RuntimeError(f"audit chain head row missing from {head}")
-            seq, prev = int(locked[0]), str(locked[1])
-            for row in rows:
-                seq += 1
-                row["seq"] = seq
-                row["prev_hash"] = prev
-                row["hash"] = prev = entry_hash(row, prev)
+            seq, prev = _chain(rows, int(locked[0]), str(locked[1]))
             values = [tuple(row[c] for c in columns) for row in rows]
             update = f"UPDATE {head} SET seq = {ph}, hash = {ph} WHERE id = 1"
             if sqlite:
@@ -335,11 +507,19 @@ class AuditLog:
         if self.inline:
             self.append(entry)
             return
+        if self.on_loop:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on an event loop: the writer thread takes it
+                loop = None
+            if loop is not None:
+                self._loop_writer(loop).submit(entry).add_done_callback(_consume)
+                return
         self.start()
         self._queue.put((entry, lambda _error: None))
 
     async def append_async(self, entry: AuditEntry) -> None:
-        """Queue ``entry`` for the writer thread; return once it is committed.
+        """Queue ``entry`` for this turn's commit or the writer; return once it is committed.
 
         Raises
         ------
@@ -355,9 +535,26 @@ class AuditLog:
                 loop.call_soon(self._commit_ready, loop)
             await future
             return
+        if self.on_loop:
+            await self._loop_writer(loop).submit(entry)
+            return
         self.start()
         self._queue.put((entry, (loop, future)))
         await future
+
+    def _loop_writer(self, loop: asyncio.AbstractEventLoop) -> _LoopWriter:
+        writer = self._writers.get(loop)
+        if writer is None or writer.task.done():
+            for old in [old for old in self._writers if old.is_closed()]:
+                del self._writers[old]
+            writer = self._writers[loop] = _LoopWriter(self)
+        return writer
+
+    async def aclose(self) -> None:
+        """Write what this event loop's writer holds and close its connection."""
+        writer = self._writers.pop(asyncio.get_running_loop(), None)
+        if writer is not None and not writer.task.done():
+            await writer.aclose()
 
     def _commit_ready(self, loop: asyncio.AbstractEventLoop) -> None:
         """Commit the entries queued on ``loop`` this turn, ``batch_max`` per transaction."""

@@ -141,6 +141,15 @@ class Database:
         """The URI without its password."""
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
+    @property
+    def libpq_url(self) -> str:
+        """The PostgreSQL URI for psycopg itself (the event loop's audit writer), password kept."""
+        return (
+            sa.engine.make_url(self.url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
+
     def _engine(self, *, immediate: bool, synchronous: str) -> Engine:
         if not self.is_sqlite:
             return sa.create_engine(self.url, pool_size=8, max_overflow=8, pool_pre_ping=True)

@@ -7,7 +7,6 @@ from one :class:`~mlwarden.serve.config.GatewayConfig`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from typing import Any, Protocol
@@ -85,8 +84,6 @@ class Gateway:
         self.audit = AuditLog(self.db, batch_max=config.audit.batch_max, mode=config.audit.mode)
         self.authz = Authorizer(config)
         self.limits = RateLimits(config.rate_limits)
-        #: tasks the event loop runs after a response (quota charges on Redis); strong refs
-        self.background: set[asyncio.Task[None]] = set()
         self.metrics = GatewayMetrics()
         self.models: dict[str, ServedModel] = {}
         for name, model_config in config.models.items():
@@ -138,10 +135,9 @@ class Gateway:
             post_alerts(self.config.monitor.webhook_url, alerts)
 
     async def aclose(self) -> None:
-        """Finish the background work (quota charges), close the asyncio Redis connections."""
-        if self.background:
-            await asyncio.wait(set(self.background), timeout=10.0)
+        """Charge the quota still owed, close the Redis and audit connections."""
         await self.limits.aclose()
+        await self.audit.aclose()
 
     def close(self) -> None:
         """Flush the audit log and close database connections."""

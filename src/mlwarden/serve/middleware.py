@@ -10,7 +10,6 @@ model's answer. An unhandled error becomes an audited JSON 500 carrying the requ
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import re
@@ -117,30 +116,6 @@ class AuditMiddleware:
             ipaddress.ip_network(net, strict=False) for net in gateway.config.trusted_proxies
         )
 
-    def _confirm(self, lease: Any) -> None:
-        """Charge an audited request's quota reservation.
-
-        In-process storage: now. Redis: in a task the response does not wait for. Until it
-        runs the reservation already counts against the quota (pending), so no request can be
-        admitted past it meanwhile; if the process dies first, the reservation expires with its
-        lease and the audited request goes uncharged (the documented failure direction).
-        """
-        limits = self.gateway.limits
-        if not limits.remote:
-            limits.confirm_quota(lease)
-            return
-        task = asyncio.get_running_loop().create_task(limits.aconfirm_quota(lease))
-        self.gateway.background.add(task)
-        task.add_done_callback(self._confirmed)
-
-    def _confirmed(self, task: asyncio.Task[None]) -> None:
-        self.gateway.background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error(
-                "quota confirmation failed (%s); the reservation expires with its lease",
-                type(task.exception()).__name__,
-            )
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") == "/healthz":
             await self.app(scope, receive, send)
@@ -190,8 +165,8 @@ class AuditMiddleware:
                 if lease is not None:  # charge only what is audited
                     await self.gateway.limits.arelease_quota(lease)
                 return False
-            if lease is not None:
-                self._confirm(lease)
+            if lease is not None:  # charged once audited (on Redis, in the next loop turn)
+                self.gateway.limits.confirm_soon(lease)
             return True
 
         async def send_audited(message: Message) -> None:

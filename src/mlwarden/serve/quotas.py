@@ -35,6 +35,8 @@ embedded gateway's request path).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -50,6 +52,8 @@ from mlwarden.errors import ConfigError
 from mlwarden.serve.config import RateLimitConfig
 
 __all__ = ["LimitDecision", "QuotaLease", "RateLimits"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,35 @@ for i, key in ipairs(KEYS) do
 end
 return {0, 0}
 """
+#: Admission in one round trip: the fixed-window rate limits as in ``_FIXED_HITS_LUA`` and, when
+#: every one admits the request, the quota reservation as in ``_RESERVE_LUA``.
+#: KEYS: the n limits' window keys, then pending (this bucket), pending (previous), confirmed.
+#: ARGV: n, limit and expiry (s) per window key, then queries, quota, pending expiry (s), day (s).
+#: Returns {0, 0, 0} when admitted, {1, index of the exhausted limit, seconds to reset} or
+#: {2, 0, seconds until the confirmed key resets} when the quota refuses.
+_ADMIT_LUA = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local c = redis.call('INCRBY', KEYS[i], 1)
+  local ttl = redis.call('TTL', KEYS[i])
+  if ttl == -1 then
+    ttl = tonumber(ARGV[2 * i + 1])
+    redis.call('EXPIRE', KEYS[i], ttl)
+  end
+  if c > tonumber(ARGV[2 * i]) then return {1, i, ttl} end
+end
+local q = 2 * n + 2
+local pending = KEYS[n + 1]
+local used = redis.call('INCRBY', pending, ARGV[q])
+if redis.call('TTL', pending) == -1 then redis.call('EXPIRE', pending, ARGV[q + 2]) end
+used = used + tonumber(redis.call('GET', KEYS[n + 2]) or '0')
+  + tonumber(redis.call('GET', KEYS[n + 3]) or '0')
+if used <= tonumber(ARGV[q + 1]) then return {0, 0, 0} end
+redis.call('DECRBY', pending, ARGV[q])
+local ttl = redis.call('TTL', KEYS[n + 3])
+if ttl < 0 then ttl = tonumber(ARGV[q + 3]) end
+return {2, 0, ttl}
+"""
 #: Confirm (ARGV[1] > 0: charge and drop the reservation) or release (ARGV[1] == 0: drop it).
 #: KEYS: confirmed, pending. ARGV: charge, queries, day (s), pending expiry (s).
 _SETTLE_LUA = """
@@ -141,8 +174,11 @@ class _AsyncRedis:
 
     Script calls made in the same loop turn (the admissions and charges of concurrent requests)
     go to Redis together in one pipeline: one round trip and one write for all of them, each
-    still answered on its own. redis-py's per-command cost (about 0.1-0.2 ms of CPU) was the
-    largest part of the replica setup's request path.
+    still answered on its own. They are sent as plain ``EVALSHA`` (redis-py's pipelined
+    scripts ask ``SCRIPT EXISTS`` first, a second round trip per pipeline); a script the server
+    does not hold (``NOSCRIPT``: Redis restarted or flushed its scripts) is loaded and the
+    calls that needed it are sent again. redis-py's per-command cost (about 0.1-0.2 ms of CPU)
+    was the largest part of the replica setup's request path.
     """
 
     def __init__(self, uri: str, moving: bool) -> None:
@@ -156,16 +192,17 @@ class _AsyncRedis:
             else aio_strategies.FixedWindowRateLimiter(self.storage)
         )
         self.fixed = aio_strategies.FixedWindowRateLimiter(self.storage)
-        self.client: Any = cast(Any, self.storage.bridge).storage  # redis.asyncio.Redis
-        self.reserve = self.client.register_script(_RESERVE_LUA)
-        self.settle = self.client.register_script(_SETTLE_LUA)
-        self.fixed_hits = self.client.register_script(_FIXED_HITS_LUA)
-        self._ready: list[tuple[Any, list[str], list[int], asyncio.Future[Any]]] = []
+        self.client: Any = cast(Any, self.storage).bridge.storage  # redis.asyncio.Redis
+        self.reserve = _Script(_RESERVE_LUA)
+        self.settle = _Script(_SETTLE_LUA)
+        self.fixed_hits = _Script(_FIXED_HITS_LUA)
+        self.admit = _Script(_ADMIT_LUA)
+        self._ready: list[tuple[_Script, list[Any], asyncio.Future[Any]]] = []
 
-    async def run(self, script: Any, keys: list[str], args: list[int]) -> Any:
+    async def run(self, script: _Script, keys: list[str], args: list[int]) -> Any:
         """Run ``script``, sent with the other calls of this loop turn in one pipeline."""
         future: asyncio.Future[Any] = self.loop.create_future()
-        self._ready.append((script, keys, args, future))
+        self._ready.append((script, [script.sha, len(keys), *keys, *args], future))
         if len(self._ready) == 1:
             self.loop.call_soon(self._send)
         return await future
@@ -174,27 +211,49 @@ class _AsyncRedis:
         ready, self._ready = self._ready, []
         self.loop.create_task(self._flush(ready))
 
-    async def _flush(
-        self, ready: list[tuple[Any, list[str], list[int], asyncio.Future[Any]]]
-    ) -> None:
+    async def _evalsha(self, calls: list[list[Any]]) -> list[Any]:
+        """Each call's answer, or the error Redis gave for it."""
+        from redis.exceptions import ResponseError
+
+        if len(calls) == 1:
+            try:
+                return [await self.client.execute_command("EVALSHA", *calls[0])]
+            except ResponseError as exc:
+                return [exc]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.execute_command("EVALSHA", *call)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def _flush(self, ready: list[tuple[_Script, list[Any], asyncio.Future[Any]]]) -> None:
+        from redis.exceptions import NoScriptError
+
         try:
-            if len(ready) == 1:
-                script, keys, args, _ = ready[0]
-                answers: list[Any] = [await script(keys=keys, args=args)]
-            else:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for script, keys, args, _ in ready:
-                        await script(keys=keys, args=args, client=pipe)
-                    answers = await pipe.execute(raise_on_error=False)
+            answers = await self._evalsha([call for _, call, _ in ready])
+            missing = [i for i, a in enumerate(answers) if isinstance(a, NoScriptError)]
+            if missing:
+                for script in {ready[i][0] for i in missing}:
+                    await self.client.script_load(script.text)
+                again = await self._evalsha([ready[i][1] for i in missing])
+                for i, answer in zip(missing, again, strict=True):
+                    answers[i] = answer
         except Exception as exc:  # every caller fails (the request answers 500/503)
             answers = [exc] * len(ready)
-        for (_, _, _, future), answer in zip(ready, answers, strict=True):
+        for (_, _, future), answer in zip(ready, answers, strict=True):
             if future.done():
                 continue
             if isinstance(answer, Exception):
                 future.set_exception(answer)
             else:
                 future.set_result(answer)
+
+
+class _Script:
+    """A Lua script and its SHA-1, the name ``EVALSHA`` runs it by."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
 class RateLimits:
@@ -242,6 +301,9 @@ class RateLimits:
             self._reserve = self._redis.register_script(_RESERVE_LUA)
             self._settle = self._redis.register_script(_SETTLE_LUA)
         self._aio: _AsyncRedis | None = None
+        #: queries audited and not yet charged, by (quota counter, pending counter)
+        self._owed: dict[tuple[str, str], int] = {}
+        self._charging: asyncio.Task[None] | None = None
 
     @property
     def remote(self) -> bool:
@@ -437,6 +499,82 @@ class RateLimits:
         answer = await parts.run(parts.reserve, keys, args)
         return self._reserved(answer, quota_key, self._pending_key(quota_key, bucket), queries)
 
+    async def aadmit(
+        self, key_id: str, model: str, queries: int, *, throttled: bool = False
+    ) -> tuple[LimitDecision, QuotaLease | None]:
+        """:meth:`ahit` then :meth:`areserve_quota`, in one round trip where the storage allows.
+
+        On Redis with the fixed-window strategy and a daily quota, the rate limits and the
+        reservation are one script (:data:`_ADMIT_LUA`): the request is counted against its
+        rate limits, and its queries are reserved only if every limit admits it, as the two
+        calls in a row would. Elsewhere it is those two calls.
+        """
+        if queries < 1:
+            raise ValueError(f"queries must be >= 1, got {queries}")
+        if self._redis is None or self.quota_item is None or self.config.strategy != "fixed-window":
+            limit = await self.ahit(key_id, model, throttled=throttled)
+            if not limit.allowed:
+                return limit, None
+            return await self.areserve_quota(key_id, model, queries)
+        parts = self._async_redis()
+        ids = (self.config.key_prefix, key_id, model)
+        items = (*self.items, self.throttle_item) if throttled else self.items
+        _, quota_key, bucket = self._quota_keys(key_id, model)
+        quota_keys, quota_args = self._reserve_args(quota_key, bucket, queries)
+        keys = [self._key(item.key_for(*ids)) for item in items] + quota_keys
+        args = [len(items)]
+        args += [n for item in items for n in (item.amount, item.get_expiry())]
+        outcome, index, ttl = (
+            int(v) for v in await parts.run(parts.admit, keys, [*args, *quota_args])
+        )
+        if outcome == 0:
+            return LimitDecision(True), QuotaLease(
+                quota_key, self._pending_key(quota_key, bucket), queries
+            )
+        if outcome == 2:
+            return LimitDecision(False, "quota", max(1, ttl)), None
+        item = items[index - 1]
+        reason = "throttled" if item is self.throttle_item and throttled else "rate_limit"
+        return LimitDecision(False, reason, max(1, ttl)), None
+
+    def confirm_soon(self, lease: QuotaLease) -> None:
+        """Charge ``lease`` (its request is audited) without waiting: call on the event loop.
+
+        In-process storage: now. Redis: the leases confirmed during one loop turn are summed
+        per quota counter and charged in the next turn, one script per counter (under load,
+        one charge for many requests). Until then the reservation already counts against the
+        quota (pending); if the process dies first, it expires with its lease and the audited
+        requests go uncharged (the documented failure direction). :meth:`aclose` waits for
+        the charges still owed.
+        """
+        if self._redis is None:
+            self.confirm_quota(lease)
+            return
+        counter = (lease.quota_key, lease.pending_key)
+        self._owed[counter] = self._owed.get(counter, 0) + lease.queries
+        if self._charging is None:
+            self._charging = asyncio.get_running_loop().create_task(self._charge_owed())
+
+    async def _charge_owed(self) -> None:
+        try:
+            while self._owed:
+                owed, self._owed = self._owed, {}
+                settled = await asyncio.gather(
+                    *(
+                        self.aconfirm_quota(QuotaLease(quota_key, pending_key, queries))
+                        for (quota_key, pending_key), queries in owed.items()
+                    ),
+                    return_exceptions=True,
+                )
+                failed = [r for r in settled if isinstance(r, BaseException)]
+                if failed:
+                    logger.error(
+                        "quota confirmation failed (%s); the reservation expires with its lease",
+                        type(failed[0]).__name__,
+                    )
+        finally:
+            self._charging = None
+
     async def aconfirm_quota(self, lease: QuotaLease) -> None:
         """:meth:`confirm_quota` for the event loop."""
         if self._redis is None:
@@ -456,7 +594,13 @@ class RateLimits:
         await parts.run(parts.settle, keys, args)
 
     async def aclose(self) -> None:
-        """Close the asyncio Redis connections (in the loop that opened them; idempotent)."""
+        """Charge what :meth:`confirm_soon` still owes, close the asyncio Redis connections.
+
+        Call in the loop that opened them (idempotent).
+        """
+        charging = self._charging
+        if charging is not None and charging.get_loop() is asyncio.get_running_loop():
+            await asyncio.wait({charging}, timeout=10.0)
         parts, self._aio = self._aio, None
         if parts is not None and parts.loop is asyncio.get_running_loop():
             await parts.client.aclose()

@@ -5,13 +5,20 @@ ends in the audit log, whatever its outcome, see :mod:`~mlwarden.serve.middlewar
 
     authenticate key (401) -> model name pattern / known (404) -> role grant (403)
     -> wait for the monitor to observe this key's earlier batches, read the key again
-    -> key restriction "block" (403) -> rate limit per request (429, Retry-After)
+    -> key restriction "block" (403)
     -> body size, streamed (413) -> JSON + shape/dtype/range/batch (422)
-    -> daily quota reserved, one query per input (429, Retry-After) -> detectors (422 / flag)
+    -> rate limits per request (429, Retry-After), then the daily quota reserved, one query
+       per input (429, Retry-After): one Redis round trip for both -> detectors (422 / flag)
     -> model -> batch queued for the extraction monitor -> output policy
     -> audit entry committed -> quota reservation charged (on Redis, after the response)
     -> response sent -> the monitor observes the batch (audits alerts; throttles, degrades or
     blocks the key for its next requests)
+
+A body larger than ``BODY_FIRST_MAX_BYTES``, one sent without a length, and any body of a
+throttled key are read only after the rate limits admit the request (then the quota is a
+second round trip), so a key over its limits cannot make the gateway parse large bodies. A
+request refused for its body still counts against the rate limits, and a rate-limited request
+is answered 429 whatever its body.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ class _PostOnlyRoute(Route):
 
 
 _ID_PROBES = frozenset({"unknown_key", "wrong_secret"})
+#: a predict body up to this size is read before the rate limits are checked (see predict)
+BODY_FIRST_MAX_BYTES = 16_384
 
 
 class Problem(Exception):
@@ -249,38 +258,63 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
         if record.restriction == "block":
             ctx.reason = "key_blocked"
             raise Problem(403, "key_blocked", "this key is blocked (extraction monitor)")
-        limit = await gateway.limits.ahit(
-            record.key_id, name, throttled=record.restriction == "throttle"
+        throttled = record.restriction == "throttle"
+
+        async def refuse_if_limited(decision: Any = None) -> None:
+            limit = decision or await gateway.limits.ahit(record.key_id, name, throttled=throttled)
+            if not limit.allowed:
+                ctx.reason = limit.reason
+                raise Problem(
+                    429,
+                    limit.reason,
+                    f"{limit.reason.replace('_', ' ')} exceeded; retry in {limit.retry_after_s} s",
+                    {"Retry-After": str(limit.retry_after_s)},
+                )
+
+        # A small body of a key in good standing is read before its rate limits are checked,
+        # so that limits and quota take one round trip together (Redis); a large or unsized
+        # body, or a throttled key's, is read only once the rate limits admit the request.
+        length = request.headers.get("content-length")
+        body_first = (
+            not throttled
+            and length is not None
+            and length.isdigit()
+            and int(length) <= BODY_FIRST_MAX_BYTES
         )
-        if not limit.allowed:
-            ctx.reason = limit.reason
-            raise Problem(
-                429,
-                limit.reason,
-                f"{limit.reason.replace('_', ' ')} exceeded; retry in {limit.retry_after_s} s",
-                {"Retry-After": str(limit.retry_after_s)},
-            )
+        if not body_first:
+            await refuse_if_limited()
         try:
-            body = await read_body(
-                request.headers.get("content-length"), request.stream(), config.max_body_bytes
-            )
+            body = await read_body(length, request.stream(), config.max_body_bytes)
             x = parse_inputs(
                 body,
                 input_shape=served.classifier.input_shape,
                 clip_range=served.classifier.clip_range,
                 max_batch=served.config.max_batch,
             )
-        except PayloadTooLarge as exc:
-            ctx.reason = "too_large"
-            raise Problem(413, "too_large", str(exc)) from None
-        except ClientDisconnect:
-            ctx.reason = "client_disconnect"  # nobody is left to answer; the entry says why
-            raise Problem(400, "client_disconnect", "the client closed the connection") from None
-        except InvalidInput as exc:
+        except (PayloadTooLarge, ClientDisconnect, InvalidInput) as exc:
+            if body_first:  # a refused body still counts against the rate limits, first
+                await refuse_if_limited()
+            if isinstance(exc, PayloadTooLarge):
+                ctx.reason = "too_large"
+                raise Problem(413, "too_large", str(exc)) from None
+            if isinstance(exc, ClientDisconnect):
+                ctx.reason = "client_disconnect"  # nobody is left to answer; the entry says why
+                raise Problem(
+                    400, "client_disconnect", "the client closed the connection"
+                ) from None
             ctx.reason = exc.reason
             raise Problem(422, exc.reason, str(exc)) from None
         # reserved now, charged by the middleware once the audit entry is committed
-        quota, ctx.quota_lease = await gateway.limits.areserve_quota(record.key_id, name, len(x))
+        if body_first:
+            quota, ctx.quota_lease = await gateway.limits.aadmit(
+                record.key_id, name, len(x), throttled=throttled
+            )
+            if quota.reason in ("rate_limit", "throttled"):
+                await refuse_if_limited(quota)
+        else:
+            quota, ctx.quota_lease = await gateway.limits.areserve_quota(
+                record.key_id, name, len(x)
+            )
         if not quota.allowed:
             ctx.reason = quota.reason
             raise Problem(
@@ -323,11 +357,11 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
             return content
 
         def timed_infer() -> dict[str, Any]:
-            started = time.perf_counter()
+            started = time.thread_time()
             try:
                 return infer()
             finally:
-                served.record_work(time.perf_counter() - started)
+                served.record_work(time.thread_time() - started)
 
         # a slow batch of one key must not stall the event loop that serves every other key
         # (and the audit commits): model work runs in the threadpool unless it is measured
