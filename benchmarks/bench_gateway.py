@@ -157,6 +157,7 @@ def _serve(target: list[str], env: dict[str, str], port: int, log: Path) -> subp
                 str(port),
                 "--ws",
                 "none",
+                "--no-proxy-headers",
                 "--log-level",
                 "warning",
                 "--no-access-log",

@@ -152,6 +152,67 @@ def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(make_gateway: Any
     assert (direct["client_ip"], direct["peer_ip"]) == ("192.0.2.7", "192.0.2.7")
 
 
+def test_mlwarden_serve_leaves_forwarded_headers_to_the_gateway(
+    tmp_path: Path, tiny_model_file: Path
+) -> None:
+    """uvicorn's own proxy-headers middleware (on by default, trusting 127.0.0.1) would replace
+    the TCP peer with whatever ``X-Forwarded-For`` a local client sends, before the gateway sees
+    it; ``mlwarden serve`` turns it off, so ``trusted_proxies`` alone decides."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from mlwarden.serve.audit import AuditLog
+    from mlwarden.serve.db import Database
+    from mlwarden.serve.keys import KeyStore
+
+    config = tmp_path / "gateway.yaml"
+    database = f"sqlite:///{tmp_path}/gw.db"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": database,
+                "models": {"digits": {"source": str(tiny_model_file)}},
+                "roles": ROLES,
+            }
+        )
+    )
+    db = Database(database)
+    secret = KeyStore(db).create("analyst")[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = "from mlwarden.cli.app import main; raise SystemExit(main())"
+    argv = ["serve", "--config", str(config), "--port", str(port)]
+    server = subprocess.Popen([sys.executable, "-c", launch, *argv], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/models/digits/predict",
+            data=json.dumps({"inputs": [sample()]}).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "X-API-Key": secret,
+                "X-Forwarded-For": "6.6.6.6",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    (row,) = AuditLog(db).rows()
+    db.dispose()
+    assert (row["client_ip"], row["peer_ip"]) == ("127.0.0.1", "127.0.0.1")
+
+
 def test_trusted_proxies_must_be_addresses_or_networks() -> None:
     with pytest.raises(ConfigError, match=r"trusted_proxies\[0\]: 'proxy\.local' is not an IP"):
         gateway_config_from_dict({**_BASE, "trusted_proxies": ["proxy.local"]})

@@ -57,6 +57,7 @@ def _start(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
                 str(port),
                 "--ws",
                 "none",
+                "--no-proxy-headers",
                 "--log-level",
                 "info",
             ],

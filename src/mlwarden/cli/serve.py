@@ -89,8 +89,18 @@ def serve(
         docs = " (docs at /docs)" if cfg.docs else ""
         console.print(f"serving {len(cfg.models)} model(s) on http://{host}:{port}{docs}")
         # ws="none": the gateway has no WebSocket route; leaving uvicorn's WebSocket protocol
-        # (and its deprecated `websockets.legacy` import) out is less attack surface
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, ws="none")
+        # (and its deprecated `websockets.legacy` import) out is less attack surface.
+        # proxy_headers=False: uvicorn would otherwise replace the TCP peer with the
+        # X-Forwarded-For of any client on 127.0.0.1; the gateway's trusted_proxies decide.
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+            ws="none",
+            proxy_headers=False,
+        )
         return
     app.state.gateway.close()
     os.environ["MLWARDEN_GATEWAY_CONFIG"] = str(Path(config).resolve())
@@ -106,6 +116,7 @@ def serve(
         log_level=log_level,
         access_log=False,
         ws="none",
+        proxy_headers=False,
     )
 
 
