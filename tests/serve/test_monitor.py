@@ -242,3 +242,38 @@ def test_shapiro_wilk_runs_every_test_every_queries_after_the_window_fills(
     monitor.observe("key", "digits", x, np.full((600, 2), 0.5, dtype=np.float32))
     # 599 distances (the first query of a class starts its growing set); tests at 50, 60, ... 590
     assert len(calls) == 55 and max(calls) == 100
+
+
+def test_running_shares_equal_a_brute_force_recount_over_the_window(digits) -> None:  # type: ignore[no-untyped-def]
+    """The window's shares are kept as running counts and nearest distances from cached norms;
+    recomputed from scratch over the last ``window`` queries they agree exactly, before and long
+    after the rings wrap."""
+    rng = np.random.default_rng(3)
+    window, radius = 32, 0.05
+    x = digits.train.x[rng.integers(0, len(digits.train.x), 300)].astype(np.float32)
+    x[::3] = x[1::3][: len(x[::3])] + 0.01  # near duplicates of a neighbour
+    probs = rng.dirichlet(np.full(10, 0.3), size=len(x)).astype(np.float32)
+    monitor = ExtractionMonitor(
+        MonitorConfig(window=window, duplicate_radius=radius, min_queries=1000),
+        reference=digits.train.x[:200],
+    )
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    ref = digits.train.x[:200].reshape(200, -1).astype(np.float64)
+    ref_nn = np.sort(np.linalg.norm(ref[:, None] - ref[None], axis=2), axis=1)[:, 1]
+    ood_radius = np.quantile(ref_nn, 0.99)
+    low, dup, ood = [], [], []
+    for i in range(len(x)):
+        monitor.observe("k", "m", x[i : i + 1], probs[i : i + 1])
+        top = np.sort(probs[i])[-2:]
+        low.append(top[1] - top[0] < 0.2)
+        earlier = flat[max(0, i - window) : i]
+        nearest = np.linalg.norm(earlier - flat[i], axis=1).min() if len(earlier) else np.inf
+        dup.append(nearest / np.sqrt(flat.shape[1]) <= radius)
+        ood.append(np.linalg.norm(ref - flat[i], axis=1).min() > ood_radius)
+        if i + 1 in (20, 32, 33, 100, 300):
+            state = monitor.state("k", "m")
+            recent = slice(max(0, i + 1 - window), i + 1)
+            assert state["low_margin_share"] == pytest.approx(np.mean(low[recent]), abs=1e-12)
+            assert state["duplicate_share"] == pytest.approx(np.mean(dup[recent]), abs=1e-12)
+            assert state["ood_share"] == pytest.approx(np.mean(ood[recent]), abs=1e-12)
+    assert 0 < np.mean(dup[-window:]) < 1  # the recount is not trivially all or nothing

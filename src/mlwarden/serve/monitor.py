@@ -75,6 +75,11 @@ ALERT_KINDS: tuple[str, ...] = ("prada", "low_margin", "near_duplicate", "out_of
 _SHAPIRO_MAX_N = 5000
 
 
+#: :func:`scipy.stats.shapiro` without its ``axis``/``nan_policy`` wrapper, whose argument
+#: handling cost six times the test itself on the gateway's 1-D, NaN-free distance sets
+_shapiro = getattr(scipy.stats.shapiro, "__wrapped__", scipy.stats.shapiro)
+
+
 def _shapiro_w(distances: np.ndarray) -> float:
     """The Shapiro–Wilk ``W`` of the distance set, from :func:`scipy.stats.shapiro`.
 
@@ -84,7 +89,7 @@ def _shapiro_w(distances: np.ndarray) -> float:
     """
     if float(np.ptp(distances)) == 0.0:
         return 1.0
-    return float(scipy.stats.shapiro(distances).statistic)
+    return float(_shapiro(distances).statistic)
 
 
 @dataclass(frozen=True)
@@ -298,9 +303,51 @@ class _Ring:
         return self.data[: self.count]
 
 
+class _RowRing(_Ring):
+    """A ring of input rows that keeps each row's squared norm, for nearest-row distances."""
+
+    __slots__ = ("sq",)
+
+    def __init__(self, capacity: int, width: int) -> None:
+        super().__init__(capacity, width)
+        self.sq = np.zeros(capacity, dtype=np.float32)
+
+    def append_row(self, row: np.ndarray, row_sq: float) -> None:
+        self.sq[self.head] = row_sq
+        self.append(row)
+
+    def nearest(self, row: np.ndarray, row_sq: float) -> float:
+        """L2 distance from ``row`` to the nearest stored row (``inf`` when empty)."""
+        if not self.count:
+            return math.inf
+        d2 = self.sq[: self.count] - 2.0 * (self.data[: self.count] @ row)
+        return math.sqrt(max(float(d2.min()) + row_sq, 0.0))
+
+
+class _FlagRing(_Ring):
+    """A ring of booleans that keeps how many are true (the share without a pass over it)."""
+
+    __slots__ = ("true",)
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity, 0, np.bool_)
+        self.true = 0
+
+    def append(self, row: Any) -> None:
+        flag = bool(row)
+        if self.count == self.capacity:
+            self.true -= bool(self.data[self.head])
+        self.true += flag
+        super().append(flag)
+
+    def share(self) -> float:
+        """The share of stored flags that are true (0 when empty)."""
+        return self.true / self.count if self.count else 0.0
+
+
 @dataclass
 class _PradaClass:
-    growing: _Ring
+    growing: _RowRing
     distances: list[float] = field(default_factory=list)  # bounded: see _record_class_distance
     threshold: float = 0.0
 
@@ -312,10 +359,10 @@ class _Stream:
         self.lock = threading.Lock()
         self.dim = dim
         self.queries = 0
-        self.recent = _Ring(config.window, dim)
-        self.low_margin = _Ring(config.window, 0, np.bool_)
-        self.duplicate = _Ring(config.window, 0, np.bool_)
-        self.ood = _Ring(config.window, 0, np.bool_)
+        self.recent = _RowRing(config.window, dim)
+        self.low_margin = _FlagRing(config.window)
+        self.duplicate = _FlagRing(config.window)
+        self.ood = _FlagRing(config.window)
         self.prada_distances = _Ring(config.prada_window, 0, np.float64)
         self.prada_seen = 0  # distances ever added (the ring's count stops at its capacity)
         self.prada_classes: dict[int, _PradaClass] = {}
@@ -453,14 +500,9 @@ class ExtractionMonitor:
         stream.low_margin.append(float(top2[1] - top2[0]) < cfg.margin_threshold)
 
         row_sq = float(np.dot(row, row))
-        previous = stream.recent.values()
-        if len(previous):
-            d2 = np.einsum("ij,ij->i", previous, previous) + row_sq - 2.0 * previous @ row
-            nearest = math.sqrt(max(float(d2.min()), 0.0))
-            stream.duplicate.append(nearest / math.sqrt(stream.dim) <= cfg.duplicate_radius)
-        else:
-            stream.duplicate.append(False)
-        stream.recent.append(row)
+        nearest = stream.recent.nearest(row, row_sq)
+        stream.duplicate.append(nearest / math.sqrt(stream.dim) <= cfg.duplicate_radius)
+        stream.recent.append_row(row, row_sq)
 
         if self._reference_fits(stream.dim):
             assert self._reference is not None and self._reference_sq is not None
@@ -476,20 +518,18 @@ class ExtractionMonitor:
         cfg = self.config
         klass = stream.prada_classes.get(predicted)
         if klass is None:
-            klass = _PradaClass(growing=_Ring(cfg.prada_max_per_class, stream.dim))
+            klass = _PradaClass(growing=_RowRing(cfg.prada_max_per_class, stream.dim))
             stream.prada_classes[predicted] = klass
-            klass.growing.append(row)
+            klass.growing.append_row(row, row_sq)
             return
-        grown = klass.growing.values()
-        d2 = np.einsum("ij,ij->i", grown, grown) + row_sq - 2.0 * grown @ row
-        distance = math.sqrt(max(float(d2.min()), 0.0))
+        distance = klass.growing.nearest(row, row_sq)
         stream.prada_distances.append(distance)
         stream.prada_seen += 1
         klass.distances.append(distance)
         if len(klass.distances) > cfg.prada_window:
             del klass.distances[: len(klass.distances) - cfg.prada_window]
         if distance > klass.threshold:
-            klass.growing.append(row)
+            klass.growing.append_row(row, row_sq)
             values = np.asarray(klass.distances)
             klass.threshold = max(klass.threshold, float(values.mean() - values.std()))
         # every prada_test_every distances, counted over the whole stream: the ring's own count
@@ -539,7 +579,7 @@ class ExtractionMonitor:
             ):
                 if ring.count == 0:
                     continue
-                share = float(ring.values().mean())
+                share = ring.share()
                 if share > limit:
                     fire(
                         kind,
@@ -583,8 +623,8 @@ class ExtractionMonitor:
                 "action": "none",
             }
 
-        def share(ring: _Ring) -> float:
-            return float(ring.values().mean()) if ring.count else 0.0
+        def share(ring: _FlagRing) -> float:
+            return ring.share()
 
         with stream.lock:
             actions = [a.action for a in stream.alerted.values()]
