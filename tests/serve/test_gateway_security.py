@@ -464,6 +464,45 @@ def test_monitor_alert_is_audited_and_its_action_blocks_the_keys_next_request(
     app.state.gateway.close()
 
 
+class _CountingMonitor:
+    """A stand-in monitor that counts the queries it observes per key."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+
+    def observe(self, key_id: str, model: str, x: np.ndarray, probs: np.ndarray) -> list[Any]:
+        self.seen[key_id] = self.seen.get(key_id, 0) + len(x)
+        return []
+
+
+@pytest.mark.parametrize(
+    "limits", [{"daily_quota": 3}, {"per_key_model": ["3/minute"], "strategy": "fixed-window"}]
+)
+def test_a_refused_request_is_never_observed_nor_answered(
+    tmp_path: Path, tiny_classifier: Any, limits: dict[str, Any]
+) -> None:
+    """The model may run while the admission's round trip is in flight; a request the limits
+    refuse still reaches neither the monitor nor the client."""
+    from mlwarden.serve.app import create_app
+    from mlwarden.serve.config import gateway_config_from_dict
+    from serve.helpers import config_dict
+
+    cfg = gateway_config_from_dict(
+        config_dict(f"sqlite:///{tmp_path}/refused.db", rate_limits=limits)
+    )
+    monitor = _CountingMonitor()
+    app = create_app(
+        cfg, models={"digits": tiny_classifier, "other-model": tiny_classifier}, monitor=monitor
+    )
+    key = _key(app)
+    with GatewayClient(app) as client:
+        answers = [_predict(client, key) for _ in range(6)]
+    assert [a.status_code for a in answers] == [200] * 3 + [429] * 3
+    assert all("outputs" not in a.json() for a in answers[3:])
+    assert monitor.seen == {key.split("_")[1]: 3}
+    app.state.gateway.close()
+
+
 def test_a_keys_alerts_come_back_in_its_next_answer(tmp_path: Path, tiny_classifier: Any) -> None:
     from mlwarden.serve.app import create_app
     from mlwarden.serve.config import gateway_config_from_dict

@@ -39,7 +39,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -198,18 +198,20 @@ class _AsyncRedis:
         self.fixed_hits = _Script(_FIXED_HITS_LUA)
         self.admit = _Script(_ADMIT_LUA)
         self._ready: list[tuple[_Script, list[Any], asyncio.Future[Any]]] = []
+        self._flushing: set[asyncio.Task[None]] = set()  # strong references while they run
 
     async def run(self, script: _Script, keys: list[str], args: list[int]) -> Any:
         """Run ``script``, sent with the other calls of this loop turn in one pipeline."""
+        return await self.submit(script, keys, args)
+
+    def submit(self, script: _Script, keys: list[str], args: list[int]) -> asyncio.Future[Any]:
+        """Queue ``script`` for this loop turn's pipeline now; the future gets its answer."""
         future: asyncio.Future[Any] = self.loop.create_future()
         self._ready.append((script, [script.sha, len(keys), *keys, *args], future))
-        if len(self._ready) == 1:
-            self.loop.call_soon(self._send)
-        return await future
-
-    def _send(self) -> None:
-        ready, self._ready = self._ready, []
-        self.loop.create_task(self._flush(ready))
+        if len(self._ready) == 1:  # the flush starts next turn, with every call made until then
+            self._flushing.add(task := self.loop.create_task(self._flush()))
+            task.add_done_callback(self._flushing.discard)
+        return future
 
     async def _evalsha(self, calls: list[list[Any]]) -> list[Any]:
         """Each call's answer, or the error Redis gave for it."""
@@ -225,9 +227,10 @@ class _AsyncRedis:
                 pipe.execute_command("EVALSHA", *call)
             return list(await pipe.execute(raise_on_error=False))
 
-    async def _flush(self, ready: list[tuple[_Script, list[Any], asyncio.Future[Any]]]) -> None:
+    async def _flush(self) -> None:
         from redis.exceptions import NoScriptError
 
+        ready, self._ready = self._ready, []
         try:
             answers = await self._evalsha([call for _, call, _ in ready])
             missing = [i for i, a in enumerate(answers) if isinstance(a, NoScriptError)]
@@ -509,13 +512,20 @@ class RateLimits:
         rate limits, and its queries are reserved only if every limit admits it, as the two
         calls in a row would. Elsewhere it is those two calls.
         """
+        return await self.admission(key_id, model, queries, throttled=throttled)
+
+    def admission(
+        self, key_id: str, model: str, queries: int, *, throttled: bool = False
+    ) -> Awaitable[tuple[LimitDecision, QuotaLease | None]]:
+        """:meth:`aadmit`, started now: call on the event loop, await the answer later.
+
+        On the one-script path the call joins this loop turn's pipeline at once, so the caller
+        can do other work (the gateway runs the model) while Redis answers.
+        """
         if queries < 1:
             raise ValueError(f"queries must be >= 1, got {queries}")
         if self._redis is None or self.quota_item is None or self.config.strategy != "fixed-window":
-            limit = await self.ahit(key_id, model, throttled=throttled)
-            if not limit.allowed:
-                return limit, None
-            return await self.areserve_quota(key_id, model, queries)
+            return asyncio.ensure_future(self._admit_in_two(key_id, model, queries, throttled))
         parts = self._async_redis()
         ids = (self.config.key_prefix, key_id, model)
         items = (*self.items, self.throttle_item) if throttled else self.items
@@ -524,13 +534,28 @@ class RateLimits:
         keys = [self._key(item.key_for(*ids)) for item in items] + quota_keys
         args = [len(items)]
         args += [n for item in items for n in (item.amount, item.get_expiry())]
-        outcome, index, ttl = (
-            int(v) for v in await parts.run(parts.admit, keys, [*args, *quota_args])
-        )
+        answer = parts.submit(parts.admit, keys, [*args, *quota_args])
+        lease = QuotaLease(quota_key, self._pending_key(quota_key, bucket), queries)
+        return self._admitted(answer, items, throttled, lease)
+
+    async def _admit_in_two(
+        self, key_id: str, model: str, queries: int, throttled: bool
+    ) -> tuple[LimitDecision, QuotaLease | None]:
+        limit = await self.ahit(key_id, model, throttled=throttled)
+        if not limit.allowed:
+            return limit, None
+        return await self.areserve_quota(key_id, model, queries)
+
+    async def _admitted(
+        self,
+        answer: asyncio.Future[Any],
+        items: tuple[RateLimitItem, ...],
+        throttled: bool,
+        lease: QuotaLease,
+    ) -> tuple[LimitDecision, QuotaLease | None]:
+        outcome, index, ttl = (int(v) for v in await answer)
         if outcome == 0:
-            return LimitDecision(True), QuotaLease(
-                quota_key, self._pending_key(quota_key, bucket), queries
-            )
+            return LimitDecision(True), lease
         if outcome == 2:
             return LimitDecision(False, "quota", max(1, ttl)), None
         item = items[index - 1]
