@@ -815,8 +815,20 @@ def test_only_small_batches_of_a_measured_fast_model_run_on_the_event_loop(
     served.record_work(0.0002)
     assert served.runs_inline(1) and served.runs_inline(8)
     assert not served.runs_inline(9)  # a large batch always leaves the loop
-    for _ in range(30):
-        served.record_work(0.02)  # the model became slow
+    for _ in range(14):
+        served.record_work(0.0002)
+    served.record_work(0.004)  # one slow call (a descheduled CPU) does not move it off
+    assert served.runs_inline(1)
+    served.record_work(0.5)  # one call this slow (a hang) does, at once, for a while
+    for _ in range(7):
+        assert not served.runs_inline(1)
+        served.record_work(0.0002)
+    served.record_work(0.0002)  # as many fast calls as the window's majority: back on the loop
+    assert served.runs_inline(1)
+    for _ in range(15):
+        served.record_work(0.0002)
+    for _ in range(8):
+        served.record_work(0.02)  # the model became slow: most recent calls over 1 ms
     assert not served.runs_inline(1)
 
 

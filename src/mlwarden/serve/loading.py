@@ -8,6 +8,7 @@ verify, is refused and the gateway does not start (:class:`~mlwarden.errors.Unsa
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,6 +22,8 @@ __all__ = ["ServedModel", "artifact_path", "attach_detectors", "load_served_mode
 
 logger = logging.getLogger(__name__)
 
+_WORK_SAMPLES = 15
+
 
 @dataclass
 class ServedModel:
@@ -29,12 +32,18 @@ class ServedModel:
     config: ModelConfig
     classifier: Classifier
     detectors: list[tuple[Any, str]] = field(default_factory=list)
-    #: running mean of one request's model work (detectors, model, monitor), in seconds
+    #: median of the last 15 requests' model work (detectors, model, output
+    #: policy; thread CPU seconds), robust to the odd slow call (a descheduled virtual CPU)
     work_s: float | None = None
+    _recent_work: deque[float] = field(
+        default_factory=lambda: deque(maxlen=_WORK_SAMPLES), init=False, repr=False
+    )
 
     #: model work this cheap runs on the event loop: a thread hop would cost more than it
     INLINE_MAX_S: ClassVar[float] = 0.001
     INLINE_MAX_BATCH: ClassVar[int] = 8
+    #: one call this slow moves the model off the loop at once (a hang, not a slow CPU)
+    SLOW_CALL_S: ClassVar[float] = 0.05
 
     def runs_inline(self, batch: int) -> bool:
         """Whether a request's model work may run on the event loop instead of a thread.
@@ -48,9 +57,12 @@ class ServedModel:
         return work is not None and work < self.INLINE_MAX_S and batch <= self.INLINE_MAX_BATCH
 
     def record_work(self, seconds: float) -> None:
-        """Fold one request's model-work time into the running mean (weight 0.1)."""
-        previous = self.work_s
-        self.work_s = seconds if previous is None else 0.9 * previous + 0.1 * seconds
+        """Fold one request's model-work time into :attr:`work_s` (median of the recent ones)."""
+        recent = self._recent_work
+        # a call slower than SLOW_CALL_S holds the majority of the window: the next several
+        # requests (until as many fast ones have been seen) run off the loop
+        recent.extend([seconds] * (_WORK_SAMPLES // 2 + 1 if seconds > self.SLOW_CALL_S else 1))
+        self.work_s = sorted(recent)[len(recent) // 2]
 
     @property
     def name(self) -> str:
