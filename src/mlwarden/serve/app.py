@@ -132,9 +132,8 @@ def create_app(
         "policies, input validation, extraction monitoring and a hash-chained audit log.",
     )
     app.state.gateway = gateway
-    app.add_middleware(AuditMiddleware, gateway=gateway)
-
-    add_routes(app, gateway)
+    predict = add_routes(app, gateway)
+    app.add_middleware(AuditMiddleware, gateway=gateway, predict=predict)
 
     def custom_openapi() -> dict[str, Any]:
         if app.openapi_schema:

@@ -168,17 +168,16 @@ class KeyStore:
         checkout cost more than the read); on PostgreSQL the pool lends one per read.
         """
         if self.db.is_sqlite:
-            raw = getattr(self._local, "raw", None)
-            if raw is None:
-                raw = self._local.raw = self.db.reader.raw_connection()
+            driver = getattr(self._local, "driver", None)
+            if driver is None:
+                raw = self.db.reader.raw_connection()
+                # sqlite3's own connection: SQLAlchemy's proxy cursor cost more than the read
+                driver = raw.driver_connection
+                assert driver is not None, "SQLAlchemy lent a closed SQLite connection"
+                self._local.driver = driver
                 raw.detach()  # kept by this thread; the pool no longer counts it
                 self._own_connections.append(raw)
-            cursor = raw.cursor()
-            try:
-                cursor.execute(self._sql, (key_id,))
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
+            row = driver.execute(self._sql, (key_id,)).fetchone()
             return None if row is None else tuple(row)
         raw = self.db.reader.raw_connection()
         try:

@@ -32,6 +32,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: the prediction route (``{name}`` as Starlette's path parameter matches it: no ``/``)
+_PREDICT_PATH = re.compile(r"/v1/models/([^/]+)/predict")
 _STATUS_REASON = {
     401: "unauthenticated",
     403: "forbidden",
@@ -108,10 +110,15 @@ class AuditMiddleware:
     """Audit every request (except ``/healthz``) before its response leaves; record metrics."""
 
     def __init__(
-        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], gateway: Gateway
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        gateway: Gateway,
+        predict: Callable[[Scope, Receive, Send, str], Awaitable[None]] | None = None,
     ) -> None:
         self.app = app
         self.gateway = gateway
+        #: ``POST /v1/models/{name}/predict`` called directly, past the framework's layers
+        self.predict = predict
         self.trusted = tuple(
             ipaddress.ip_network(net, strict=False) for net in gateway.config.trusted_proxies
         )
@@ -183,8 +190,13 @@ class AuditMiddleware:
                 return
             await send(message)
 
+        predict = _PREDICT_PATH.fullmatch(scope["path"]) if self.predict is not None else None
         try:
-            await self.app(scope, receive, send_audited)
+            if predict is not None and scope["method"] == "POST" and not scope.get("root_path"):
+                assert self.predict is not None
+                await self.predict(scope, receive, send_audited, predict.group(1))
+            else:
+                await self.app(scope, receive, send_audited)
             if self.gateway.observer is not None:  # the answer has left: now the monitor
                 self.gateway.observer.schedule()
         except Exception:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -32,8 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
-from starlette.routing import Match, Route
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from mlwarden.models.output_policy import OutputPolicy
 from mlwarden.serve.authz import effective_output
@@ -45,16 +45,11 @@ from mlwarden.serve.metrics import CONTENT_TYPE_LATEST
 from mlwarden.serve.middleware import request_context
 from mlwarden.serve.validation import InvalidInput, PayloadTooLarge, parse_inputs, read_body
 
-__all__ = ["Problem", "add_routes"]
+__all__ = ["PredictHandler", "Problem", "add_routes"]
 
 
-class _PostOnlyRoute(Route):
-    """A plain Starlette route that matches POST only (other methods fall through)."""
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope.get("method") != "POST":
-            return Match.NONE, {}
-        return super().matches(scope)
+#: ``(scope, receive, send, model name)``: the prediction handler as a bare ASGI call
+PredictHandler = Callable[[Scope, Receive, Send, str], Awaitable[None]]
 
 
 _ID_PROBES = frozenset({"unknown_key", "wrong_secret"})
@@ -83,8 +78,14 @@ def _problem_response(problem: Problem) -> JSONResponse:
     )
 
 
-def add_routes(app: FastAPI, gateway: Gateway) -> None:
-    """Register the gateway's routes and its :class:`Problem` handler on ``app``."""
+def add_routes(app: FastAPI, gateway: Gateway) -> PredictHandler:
+    """Register the gateway's routes and its :class:`Problem` handler on ``app``.
+
+    Returns the prediction handler as a bare ASGI call, which the audit middleware calls
+    directly for ``POST /v1/models/{name}/predict``: the framework's exception, exit-stack and
+    routing layers cost more per request than the gateway's own checks. The FastAPI route
+    stays for the OpenAPI document and answers other methods (405).
+    """
     config = gateway.config
 
     @app.exception_handler(Problem)
@@ -381,12 +382,15 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:
             content = await run_in_threadpool(timed_infer)
         return JSONResponse(content)
 
-    async def predict_route(request: Request) -> JSONResponse:
-        return await predict(request.path_params["name"], request)
+    async def predict_asgi(scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        """``POST /v1/models/{name}/predict`` as a bare ASGI call (see :func:`add_routes`)."""
+        request = Request(scope, receive)
+        try:
+            response = await predict(name, request)
+        except Problem as exc:
+            ctx = request_context(request)
+            ctx.reason = ctx.reason or exc.reason
+            response = _problem_response(exc)
+        await response(scope, receive, send)
 
-    # The same handler as a plain Starlette route, matched first for POST: FastAPI's per-request
-    # parameter resolution (solve_dependencies) cost more than the gateway's own checks. The
-    # FastAPI route above stays for the OpenAPI document and answers other methods (405).
-    app.router.routes.insert(
-        0, _PostOnlyRoute("/v1/models/{name}/predict", predict_route, methods=["POST"])
-    )
+    return predict_asgi
