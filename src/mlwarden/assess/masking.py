@@ -189,8 +189,9 @@ def run_masking(
                 f"Two identical calls on {len(check)} inputs changed an output probability by "
                 f"up to {variability:.3g}. Each evaluation is one draw, and gradient attacks "
                 "that do not average over the randomness (EOT) overstate robustness. This "
-                f"assessment averaged {adapted.get('eot_samples', 1)} forward passes per attack "
-                "step (EOT) and reports robust accuracy as the mean over draws.",
+                f"assessment's gradient attacks averaged {adapted.get('eot_samples', 1)} "
+                "forward passes per step unless the profile or attack_params set their own "
+                "(EOT), and it reports robust accuracy as the mean over draws.",
                 {"prediction_variability": variability},
             )
         )
