@@ -12,10 +12,10 @@ seeded digits samples, this measures:
 Floors (exit 1 when missed): mlwarden's worst case within 1 point of AutoAttack or lower on
 every model and norm; the masking findings fire on every masked model and on neither the plain
 nor the adversarially trained one; the standard suite's time at most AutoAttack's on the same
-inputs (time ratio, same run); ``quick`` within 2 points of ``standard`` on the plain and
-adversarially trained models.
+inputs (time ratio, same run; ``--repeats N`` compares the fastest of N alternating runs of
+each); ``quick`` within 2 points of ``standard`` on the plain and adversarially trained models.
 
-    python benchmarks/bench_autoattack.py [--samples 500] [--models plain,scaled,...]
+    python benchmarks/bench_autoattack.py [--samples 500] [--models plain,scaled,...] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -170,7 +170,16 @@ def main() -> int:
         + ")",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="time the standard suite and AutoAttack this many times each, alternating, and "
+        "compare their fastest runs",
+    )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     warnings.filterwarnings("ignore")
     torch.manual_seed(args.seed)
     data = load_dataset("builtin:digits")
@@ -179,7 +188,7 @@ def main() -> int:
     failures: list[str] = []
     print(
         f"{'model':<12} {'norm':<5} {'eps':>5} {'clean':>6} {'standard':>9} {'quick':>6} "
-        f"{'AutoAttack':>10} {'suite/AA':>8} {'+diag/AA':>8}  masking"
+        f"{'AutoAttack':>10} {'suite/AA':>8} {'+diag/AA':>8} {'suite s':>8} {'AA s':>7}  masking"
     )
     budgets = {norm: [eps] for norm, eps in EPS.items()}
     for part in filter(None, args.eps.split(";")):
@@ -196,11 +205,21 @@ def main() -> int:
             )
             quick, _, _, _ = mlwarden_suite(module, data, norm, eps, "quick", args.samples)
             theirs, theirs_s = autoattack(module, sample.x, sample.y, norm, eps, name == "noisy")
+            for _ in range(args.repeats - 1):
+                # one suite's time moves by ±20% between runs on a shared virtual machine:
+                # alternate the two and keep each one's fastest (the figures are the first run's)
+                _, again_s, again_total, _ = mlwarden_suite(
+                    module, data, norm, eps, "standard", args.samples
+                )
+                ours_s, total_s = min(ours_s, again_s), min(total_s, again_total)
+                _, again_s = autoattack(module, sample.x, sample.y, norm, eps, name == "noisy")
+                theirs_s = min(theirs_s, again_s)
             ratio = ours_s / theirs_s
             total_ratio = total_s / theirs_s
             print(
                 f"{name:<12} {norm:<5} {eps:>5g} {clean:>6.1%} {ours:>9.1%} {quick:>6.1%} "
-                f"{theirs:>10.1%} {ratio:>8.2f} {total_ratio:>8.2f}  {','.join(masking) or '-'}",
+                f"{theirs:>10.1%} {ratio:>8.2f} {total_ratio:>8.2f} {ours_s:>8.1f} "
+                f"{theirs_s:>7.1f}  {','.join(masking) or '-'}",
                 flush=True,
             )
             if ours > theirs + 0.01:
